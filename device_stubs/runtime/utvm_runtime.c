@@ -1,0 +1,191 @@
+/* utvm-host device runtime: portable C for every target (host, rv32, rv64, Cortex-M).
+ *
+ * The host writes a batch of tasks into utvm_tasks[] and utvm_num_tasks, then starts the
+ * device at UTVMMain. Each task names a generated shim (one per kernel signature: the
+ * compiler, not this file, does the calling convention), its argument block and the slot
+ * for its return value. UTVMMain runs the tasks in order and ends in UTVMDone, where the
+ * host stops the device (a debugger breakpoint on real targets; a plain return on the host
+ * device). Struct layouts are read by the host from this file's DWARF: no constant here is
+ * repeated in Python.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "utvm_runtime.h"
+
+typedef int32_t (*UTVMShim)(const void *args, void *ret);
+
+typedef struct {
+  uintptr_t func;   /* address of the shim to call (bit 0 set for Thumb code) */
+  uintptr_t args;   /* argument block: one 8-byte slot per argument */
+  uintptr_t ret;    /* 8-byte slot receiving the return value */
+  int32_t status;   /* what the shim returned: 0 unless it could not run the kernel */
+  int32_t error;    /* 1 when the kernel called TVMAPISetLastError during this task */
+} UTVMTask;
+
+#ifndef UTVM_MAX_TASKS
+#define UTVM_MAX_TASKS 64
+#endif
+#define UTVM_ERROR_LEN 256
+#define UTVM_WS_ALIGN 16
+
+volatile UTVMTask utvm_tasks[UTVM_MAX_TASKS];
+volatile uint32_t utvm_num_tasks;
+volatile uint32_t utvm_tasks_done;   /* tasks finished so far: tells the host which one faulted */
+volatile uint32_t utvm_error_set;
+char utvm_last_error[UTVM_ERROR_LEN];
+
+/* The session writes where the workspace region lies before the first call. */
+volatile uintptr_t utvm_workspace_base;
+volatile uintptr_t utvm_workspace_size;
+volatile uintptr_t utvm_workspace_peak;   /* high-water mark in bytes, for the memory map */
+
+void UTVMDone(void) __attribute__((noinline, used));
+void UTVMMain(void) __attribute__((noinline, used));
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+void TVMAPISetLastError(const char *msg) {
+  size_t i = 0;
+  if (msg != NULL) {
+    for (; i + 1 < UTVM_ERROR_LEN && msg[i] != '\0'; i++) utvm_last_error[i] = msg[i];
+  }
+  utvm_last_error[i] = '\0';
+  utvm_error_set = 1;
+}
+
+/* ---- workspace: first fit over an implicit list of blocks, coalescing on free ---------- */
+
+typedef struct {
+  uintptr_t size;   /* bytes of this block including the header */
+  uintptr_t used;
+} UTVMBlock;
+
+#define UTVM_HDR ((sizeof(UTVMBlock) + UTVM_WS_ALIGN - 1) & ~(uintptr_t)(UTVM_WS_ALIGN - 1))
+
+static uintptr_t ws_begin(void) {
+  return (utvm_workspace_base + UTVM_WS_ALIGN - 1) & ~(uintptr_t)(UTVM_WS_ALIGN - 1);
+}
+
+static uintptr_t ws_end(void) {
+  return (utvm_workspace_base + utvm_workspace_size) & ~(uintptr_t)(UTVM_WS_ALIGN - 1);
+}
+
+static void ws_reset(void) {
+  uintptr_t begin = ws_begin(), end = ws_end();
+  utvm_workspace_peak = 0;
+  if (end > begin + UTVM_HDR) {
+    UTVMBlock *b = (UTVMBlock *)begin;
+    b->size = end - begin;
+    b->used = 0;
+  }
+}
+
+void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, int dtype_code_hint,
+                               int dtype_bits_hint) {
+  uintptr_t at, end = ws_end();
+  uintptr_t need;
+  (void)device_type; (void)device_id; (void)dtype_code_hint; (void)dtype_bits_hint;
+  if (nbytes > (uint64_t)(end - ws_begin())) {
+    TVMAPISetLastError("TVMBackendAllocWorkspace: request larger than the workspace region");
+    return NULL;
+  }
+  need = UTVM_HDR + (((uintptr_t)nbytes + UTVM_WS_ALIGN - 1) & ~(uintptr_t)(UTVM_WS_ALIGN - 1));
+  for (at = ws_begin(); at + UTVM_HDR <= end;) {
+    UTVMBlock *b = (UTVMBlock *)at;
+    if (b->size == 0) break; /* corrupted: refuse rather than loop forever */
+    if (!b->used && b->size >= need) {
+      if (b->size - need >= UTVM_HDR + UTVM_WS_ALIGN) { /* split */
+        UTVMBlock *rest = (UTVMBlock *)(at + need);
+        rest->size = b->size - need;
+        rest->used = 0;
+        b->size = need;
+      }
+      b->used = 1;
+      if (at + b->size - ws_begin() > utvm_workspace_peak) utvm_workspace_peak = at + b->size - ws_begin();
+      return (void *)(at + UTVM_HDR);
+    }
+    at += b->size;
+  }
+  TVMAPISetLastError("TVMBackendAllocWorkspace: out of workspace memory");
+  return NULL;
+}
+
+int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr) {
+  uintptr_t at, prev = 0, target = (uintptr_t)ptr - UTVM_HDR, end = ws_end();
+  (void)device_type; (void)device_id;
+  for (at = ws_begin(); at + UTVM_HDR <= end && ((UTVMBlock *)at)->size != 0; at += ((UTVMBlock *)at)->size) {
+    if (at == target) {
+      UTVMBlock *b = (UTVMBlock *)at;
+      uintptr_t next = at + b->size;
+      if (!b->used) break;
+      b->used = 0;
+      if (next + UTVM_HDR <= end && !((UTVMBlock *)next)->used) b->size += ((UTVMBlock *)next)->size;
+      if (prev != 0 && !((UTVMBlock *)prev)->used) ((UTVMBlock *)prev)->size += b->size;
+      return 0;
+    }
+    prev = at;
+  }
+  TVMAPISetLastError("TVMBackendFreeWorkspace: pointer was not allocated from the workspace");
+  return -1;
+}
+
+/* ---- the C library subset kernels (and gcc) may call ------------------------------------ */
+
+void *memcpy(void *dst, const void *src, size_t n) {
+  unsigned char *d = (unsigned char *)dst;
+  const unsigned char *s = (const unsigned char *)src;
+  while (n--) *d++ = *s++;
+  return dst;
+}
+
+void *memmove(void *dst, const void *src, size_t n) {
+  unsigned char *d = (unsigned char *)dst;
+  const unsigned char *s = (const unsigned char *)src;
+  if (d < s) {
+    while (n--) *d++ = *s++;
+  } else if (d > s) {
+    while (n--) d[n] = s[n];
+  }
+  return dst;
+}
+
+void *memset(void *dst, int c, size_t n) {
+  unsigned char *d = (unsigned char *)dst;
+  while (n--) *d++ = (unsigned char)c;
+  return dst;
+}
+
+int memcmp(const void *a, const void *b, size_t n) {
+  const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+  for (; n; n--, x++, y++) {
+    if (*x != *y) return *x < *y ? -1 : 1;
+  }
+  return 0;
+}
+
+/* ---- task loop -------------------------------------------------------------------------- */
+
+void UTVMDone(void) {
+  /* The host stops here. The asm keeps the function from being merged or removed. */
+  __asm__ volatile("" ::: "memory");
+}
+
+void UTVMMain(void) {
+  uint32_t i, n = utvm_num_tasks;
+  ws_reset();
+  utvm_tasks_done = 0;
+  utvm_error_set = 0;
+  utvm_last_error[0] = '\0';
+  if (n > UTVM_MAX_TASKS) n = UTVM_MAX_TASKS;
+  for (i = 0; i < n; i++) {
+    volatile UTVMTask *t = &utvm_tasks[i];
+    UTVMShim shim = (UTVMShim)t->func;
+    utvm_error_set = 0;
+    t->status = shim((const void *)t->args, (void *)t->ret);
+    t->error = (int32_t)utvm_error_set;
+    utvm_tasks_done = i + 1;
+    if (t->error) break; /* a kernel reported an error: the rest of the batch does not run */
+  }
+  UTVMDone();
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up everything utvm-host needs on a Debian machine: the compilers (apt-get, only what is
+# missing) and a virtual environment with the package and its test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+
+# command -> Debian package that provides it
+declare -A NEED=(
+  [gcc]=gcc
+  [ld]=binutils
+  [make]=make
+  [riscv64-unknown-elf-gcc]=gcc-riscv64-unknown-elf
+  [arm-none-eabi-gcc]=gcc-arm-none-eabi
+  [readelf]=binutils
+)
+# files -> Debian package (C libraries for the cross compilers)
+declare -A NEED_FILES=(
+  [/usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs]=picolibc-riscv64-unknown-elf
+  [/usr/lib/arm-none-eabi/newlib/libc.a]=libnewlib-arm-none-eabi
+)
+missing=()
+for cmd in "${!NEED[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); done
+for f in "${!NEED_FILES[@]}"; do [ -e "$f" ] || missing+=("${NEED_FILES[$f]}"); done
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  echo "setup: installing Debian packages: $pkgs"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $pkgs
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating virtual environment $VENV"
+  python3 -m venv "$VENV"
+fi
+stamp="$VENV/.utvm-host-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  touch "$stamp"
+fi
+echo "setup: ready ($("$VENV/bin/python" --version), $(gcc --version | head -1))"

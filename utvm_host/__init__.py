@@ -1,0 +1,25 @@
+"""utvm-host: compile C kernels for a small device, load them into its memory and call them
+from Python with numpy arrays.
+
+    from utvm_host import Session, build, load, devices
+    cfg = devices.host()
+    with Session(cfg) as sess:
+        mod = load(build(["vadd.c"], cfg))
+        mod["vadd"](a, b, c, 64)
+"""
+from . import devices
+from .config import DeviceConfig
+from .errors import (BuildError, ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout,
+                     KernelError, LayoutError, LinkError, ToolNotFoundError, TransportError, TransportTimeout,
+                     UtvmError)
+from .session import Function, Module, Session, Tensor, current_session, load
+from .toolchain import Library, build
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Session", "Module", "Function", "Tensor", "Library", "DeviceConfig", "build", "load", "devices",
+    "current_session", "UtvmError", "ConfigError", "BuildError", "LinkError", "LayoutError", "TransportError",
+    "ConnectionLost", "TransportTimeout", "DeviceError", "DeviceFault", "DeviceTimeout", "KernelError",
+    "ToolNotFoundError",
+]

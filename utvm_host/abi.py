@@ -1,0 +1,102 @@
+"""Target data layouts: how C types of kernel signatures map to numpy dtypes and to bytes.
+
+The calling convention itself is left to the compiler (a generated C shim per kernel reads
+its arguments from an argument block, see :mod:`utvm_host.toolchain`); this module only fixes
+the argument block's layout: one :data:`SLOT_SIZE`-byte slot per argument, each holding the
+value in the target's byte order at the slot's start.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .elf import CType
+
+#: Bytes per argument slot in the argument block (fits every scalar and pointer we pass).
+SLOT_SIZE = 8
+
+_INT_FORMATS = {(1, True): "b", (1, False): "B", (2, True): "h", (2, False): "H",
+                (4, True): "i", (4, False): "I", (8, True): "q", (8, False): "Q"}
+_FLOAT_FORMATS = {4: "f", 8: "d"}
+
+
+def is_supported_scalar(ctype: CType) -> bool:
+    """True for the scalar kinds a kernel can take or return by value."""
+    if ctype.kind in ("int", "enum", "bool"):
+        return (ctype.size or 0) in (1, 2, 4, 8)
+    if ctype.kind == "float":
+        return ctype.size in (4, 8)
+    return False
+
+
+def is_data_pointer(ctype: CType) -> bool:
+    """True for pointers to scalars or void (what numpy arrays and tensors can be passed as)."""
+    if ctype.kind != "pointer" or ctype.pointee is None:
+        return False
+    return ctype.pointee.kind == "void" or is_supported_scalar(ctype.pointee)
+
+
+def struct_format(ctype: CType, pointer_size: int) -> str:
+    """The :mod:`struct` code for a scalar or pointer (without byte-order prefix)."""
+    if ctype.kind == "pointer":
+        return "I" if pointer_size == 4 else "Q"
+    if ctype.kind == "float":
+        return _FLOAT_FORMATS[ctype.size]
+    if ctype.kind == "bool":
+        return "?" if ctype.size == 1 else _INT_FORMATS[(ctype.size, False)]
+    return _INT_FORMATS[(ctype.size, bool(ctype.signed))]
+
+
+def c_type_name(ctype: CType) -> str:
+    """A C spelling with the same size and calling convention, for generated shims."""
+    if ctype.kind == "void":
+        return "void"
+    if ctype.kind == "pointer":
+        return "void *"
+    if ctype.kind == "float":
+        return "float" if ctype.size == 4 else "double"
+    if ctype.kind == "bool":
+        return "_Bool" if ctype.size == 1 else f"uint{8 * ctype.size}_t"
+    return f"{'' if ctype.signed else 'u'}int{8 * ctype.size}_t"
+
+
+def numpy_dtype(ctype: CType) -> Optional[np.dtype]:
+    """The numpy dtype of a scalar C type; None for void (any dtype goes)."""
+    if ctype.kind == "void":
+        return None
+    if ctype.kind == "float":
+        return np.dtype(np.float32 if ctype.size == 4 else np.float64)
+    if ctype.kind == "bool" and ctype.size == 1:
+        return np.dtype(np.bool_)
+    signed = bool(ctype.signed) and ctype.kind != "bool"
+    return np.dtype(f"{'i' if signed else 'u'}{ctype.size}")
+
+
+def int_range(ctype: CType) -> Tuple[int, int]:
+    """The inclusive value range of an integer C type."""
+    bits = 8 * ctype.size
+    if ctype.signed and ctype.kind != "bool":
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def byte_order(little_endian: bool) -> str:
+    return "<" if little_endian else ">"
+
+
+def unsupported_reason(sig) -> Optional[str]:
+    """Why a kernel with this signature cannot be called from Python, or None when it can.
+
+    ``sig`` is an :class:`utvm_host.elf.Signature`.
+    """
+    if sig.variadic:
+        return "it is variadic (takes '...')"
+    ret = sig.return_type
+    if ret.kind != "void" and not is_supported_scalar(ret):
+        return f"it returns {ret.spelling}; kernels may return void, an integer, float or double"
+    for i, p in enumerate(sig.params):
+        if not (is_supported_scalar(p.type) or is_data_pointer(p.type)):
+            return (f"parameter {i + 1} ({p.name or '?'}) has type {p.type.spelling}; kernels take pointers to "
+                    "scalars, or integers, floats and doubles by value (pass a struct through a pointer)")
+    return None

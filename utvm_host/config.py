@@ -1,0 +1,204 @@
+"""Device configuration: what the device is (arch, ABI, memory, toolchain) and how to reach it.
+
+A :class:`DeviceConfig` is a plain ``dict`` so the seed's idiom keeps working::
+
+    cfg = devices.host()
+    cfg["mem_layout"]["text"]["size"] = 64 * 1024
+
+It is validated when a factory in :mod:`utvm_host.devices` makes it and again when a session
+opens (the user may have edited it in between). Errors are :class:`ConfigError` and name the
+key, the value and the fix.
+
+``mem_layout`` maps each section kind to ``{"size": N}`` and optionally ``"start"`` and
+``"align"``. Sections without a start are packed one after another, in the dict's order, from
+the start of the first memory region (or right after the previous section).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional
+
+from .errors import ConfigError
+
+#: Section kinds every layout has. ``args`` holds call arguments, ``heap`` tensors,
+#: ``workspace`` the kernels' TVMBackendAllocWorkspace memory, ``stack`` the device stack.
+SECTION_KINDS = ("text", "rodata", "data", "bss", "args", "heap", "workspace", "stack")
+
+TOP_LEVEL_KEYS = {
+    "name": "a short name for messages, e.g. 'host' or 'spike-rv32imac'",
+    "arch": "the CPU, e.g. 'x86_64', 'rv32imac', 'cortex-m3'",
+    "abi": "data layout: name, pointer_size, endian, elf_machine, elf_class, stack_align",
+    "toolchain": "compiler prefix and flags",
+    "memory": "the device's memory regions: list of {name, start, size, attrs}",
+    "mem_layout": "section kind -> {size, start, align}",
+    "transport": "how to reach the device: {kind: host | openocd | gdb, ...}",
+    "timeout": "seconds a call may run before DeviceTimeout",
+    "clock_hz": "the device clock in Hz (None when unknown)",
+}
+ABI_KEYS = ("name", "pointer_size", "endian", "elf_machine", "elf_class", "stack_align", "thumb")
+TOOLCHAIN_KEYS = ("prefix", "cc", "cflags", "runtime_cflags", "ldflags", "libs", "package")
+MEMORY_KEYS = ("name", "start", "size", "attrs")
+SECTION_KEYS = ("size", "start", "align")
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """One resolved section region: where a section kind lives in device memory."""
+    name: str
+    start: int
+    size: int
+    align: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+def _is_pow2(value: int) -> bool:
+    return value >= 1 and (value & (value - 1)) == 0
+
+
+def _align_up(value: int, align: int) -> int:
+    return (value + align - 1) & ~(align - 1)
+
+
+def _check_int(where: str, value: Any, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{where} must be >= {minimum:,}, got {value:,}")
+    return value
+
+
+def _check_keys(where: str, given: Iterable[str], known: Iterable[str]) -> None:
+    known = list(known)
+    for key in given:
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in {where}; known keys: {', '.join(known)}")
+
+
+class DeviceConfig(dict):
+    """A device configuration (a ``dict``). Use :mod:`utvm_host.devices` to make one."""
+
+    def copy(self) -> "DeviceConfig":  # deep, so editing a copy never edits the original
+        return DeviceConfig(copy.deepcopy(dict(self)))
+
+    @property
+    def name(self) -> str:
+        return self["name"]
+
+    @property
+    def abi(self) -> Dict[str, Any]:
+        return self["abi"]
+
+    @property
+    def pointer_size(self) -> int:
+        return self["abi"]["pointer_size"]
+
+    @property
+    def little_endian(self) -> bool:
+        return self["abi"]["endian"] == "little"
+
+    @property
+    def transport_kind(self) -> str:
+        return self["transport"]["kind"]
+
+    def validate(self) -> "DeviceConfig":
+        """Check every entry; raise :class:`ConfigError` naming the first problem. Returns self."""
+        _check_keys("the device config", self.keys(), TOP_LEVEL_KEYS)
+        for key in ("name", "arch", "abi", "toolchain", "memory", "mem_layout", "transport"):
+            if key not in self:
+                raise ConfigError(f"the device config lacks {key!r} ({TOP_LEVEL_KEYS[key]}); "
+                                  "make configs with utvm_host.devices")
+        _check_keys("cfg['abi']", self["abi"].keys(), ABI_KEYS)
+        _check_keys("cfg['toolchain']", self["toolchain"].keys(), TOOLCHAIN_KEYS)
+        if self["abi"].get("endian") not in ("little", "big"):
+            raise ConfigError(f"cfg['abi']['endian'] must be 'little' or 'big', got {self['abi'].get('endian')!r}")
+        if self["abi"].get("pointer_size") not in (4, 8):
+            raise ConfigError(f"cfg['abi']['pointer_size'] must be 4 or 8, got {self['abi'].get('pointer_size')!r}")
+        timeout = self.get("timeout", 10.0)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+            raise ConfigError(f"cfg['timeout'] must be a positive number of seconds, got {timeout!r}")
+        self._check_memory()
+        self.resolved_layout()
+        return self
+
+    def _check_memory(self) -> None:
+        memory = self["memory"]
+        if not isinstance(memory, list) or not memory:
+            raise ConfigError("cfg['memory'] must be a non-empty list of {name, start, size, attrs}")
+        spans = []
+        for i, region in enumerate(memory):
+            where = f"cfg['memory'][{i}]"
+            if not isinstance(region, dict):
+                raise ConfigError(f"{where} must be a dict with keys {', '.join(MEMORY_KEYS)}")
+            _check_keys(where, region.keys(), MEMORY_KEYS)
+            start = _check_int(f"{where}['start']", region.get("start"))
+            size = _check_int(f"{where}['size']", region.get("size"), minimum=1)
+            spans.append((start, start + size, region.get("name", f"memory{i}")))
+        spans.sort()
+        for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
+            if s1 < e0:
+                raise ConfigError(f"memory regions {n0!r} (0x{s0:x}-0x{e0:x}) and {n1!r} (0x{s1:x}-0x{e1:x}) overlap")
+
+    def resolved_layout(self) -> List[RegionSpec]:
+        """The section regions with their starts filled in, in layout order.
+
+        Raises :class:`ConfigError` for an unknown section, a missing one, a size <= 0, an
+        unaligned start, a section outside the device's memory, or two sections that overlap.
+        """
+        layout = self["mem_layout"]
+        if not isinstance(layout, dict):
+            raise ConfigError("cfg['mem_layout'] must be a dict: section kind -> {'size': bytes}")
+        for name in layout:
+            if name not in SECTION_KINDS:
+                raise ConfigError(f"unknown section {name!r} in cfg['mem_layout']; known sections: "
+                                  + ", ".join(SECTION_KINDS))
+        for name in SECTION_KINDS:
+            if name not in layout:
+                raise ConfigError(f"cfg['mem_layout'] lacks section {name!r}; "
+                                  f"add cfg['mem_layout'][{name!r}] = {{'size': BYTES}}")
+        memory = sorted((m["start"], m["start"] + m["size"], m.get("name", "")) for m in self["memory"])
+        cursor = memory[0][0]
+        specs: List[RegionSpec] = []
+        for name, entry in layout.items():
+            where = f"cfg['mem_layout'][{name!r}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{where} must be a dict like {{'size': 4096}}, got {entry!r}")
+            _check_keys(where, entry.keys(), SECTION_KEYS)
+            if "size" not in entry:
+                raise ConfigError(f"{where} lacks 'size'")
+            size = _check_int(f"{where}['size']", entry["size"])
+            if size == 0:
+                raise ConfigError(f"{where}['size'] is 0; every section needs room: give it a size > 0")
+            align = _check_int(f"{where}['align']", entry.get("align", 16), minimum=1)
+            if not _is_pow2(align):
+                raise ConfigError(f"{where}['align'] must be a power of two, got {align}")
+            if "start" in entry and entry["start"] is not None:
+                start = _check_int(f"{where}['start']", entry["start"])
+                if start % align:
+                    raise ConfigError(f"{where}['start'] = 0x{start:x} is not aligned to {align} bytes; "
+                                      f"use 0x{_align_up(start, align):x}")
+            else:
+                start = _align_up(cursor, align)
+            inside = [m for m in memory if m[0] <= start and start + size <= m[1]]
+            if not inside:
+                regions = ", ".join(f"{n or 'memory'} 0x{s:x}-0x{e:x}" for s, e, n in memory)
+                raise ConfigError(
+                    f"section {name!r} (0x{start:x}-0x{start + size:x}, {size:,} bytes) lies outside the "
+                    f"device's memory ({regions}); shrink cfg['mem_layout'] sizes or move its start")
+            specs.append(RegionSpec(name, start, size, align))
+            cursor = start + size
+        ordered = sorted(specs, key=lambda r: r.start)
+        for a, b in zip(ordered, ordered[1:]):
+            if b.start < a.end:
+                raise ConfigError(f"sections {a.name!r} (0x{a.start:x}-0x{a.end:x}) and {b.name!r} "
+                                  f"(0x{b.start:x}-0x{b.end:x}) overlap; change their 'start' or 'size'")
+        return specs
+
+    def region_named(self, name: str) -> Optional[RegionSpec]:
+        for spec in self.resolved_layout():
+            if spec.name == name:
+                return spec
+        return None

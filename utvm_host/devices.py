@@ -1,0 +1,207 @@
+"""Factories for device configurations: ``devices.host()``, ``devices.spike(...)``, ``devices.qemu(...)``.
+
+Each returns a validated :class:`~utvm_host.config.DeviceConfig`. Sizes and addresses may be
+edited afterwards (``cfg["mem_layout"]["text"]["size"] = 64 * 1024``); the session validates again.
+"""
+from __future__ import annotations
+
+import platform
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .config import DeviceConfig
+from .errors import ConfigError
+
+KiB = 1024
+MiB = 1024 * 1024
+
+# Flags every target shares: no PIC (code is linked at its placed address), no stack
+# protector or unwind tables (they need a libc the device does not have), DWARF for signatures.
+_COMMON_CFLAGS = ["-fno-pic", "-fno-common", "-fno-stack-protector", "-fno-asynchronous-unwind-tables",
+                  "-fno-unwind-tables", "-fno-exceptions"]
+# The runtime implements memcpy/memset itself: keep gcc from turning their loops into calls to them.
+_RUNTIME_CFLAGS = ["-fno-builtin", "-fno-tree-loop-distribute-patterns"]
+
+_HOST_ABIS = {
+    "x86_64": {"name": "sysv-x86_64", "elf_machine": "EM_X86_64", "extra": ["-fcf-protection=none"]},
+    "aarch64": {"name": "aapcs64", "elf_machine": "EM_AARCH64", "extra": []},
+}
+
+
+def _layout(order: Sequence[Tuple[str, int]], starts: Optional[Dict[str, int]] = None) -> Dict[str, Dict[str, int]]:
+    layout: Dict[str, Dict[str, int]] = {}
+    for name, size in order:
+        layout[name] = {"size": size}
+        if starts and name in starts:
+            layout[name]["start"] = starts[name]
+    return layout
+
+
+def _memory(regions: Iterable[Tuple[int, int]], names: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    out = []
+    for i, (start, size) in enumerate(regions):
+        out.append({"name": names[i] if i < len(names) else f"ram{i}" if i else "ram",
+                    "start": int(start), "size": int(size), "attrs": "rwx"})
+    return out
+
+
+def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: float = 10.0) -> DeviceConfig:
+    """The embedded default: kernels run in a child process on this machine.
+
+    The device memory is a shared-memory file mapped by Python and, at ``base_addr``, by the
+    child; a crash in a kernel kills only the child. ``base_addr`` must stay below 2 GiB on
+    x86_64 (kernels are compiled without PIC for the small code model).
+    """
+    machine = platform.machine()
+    if machine not in _HOST_ABIS:
+        raise ConfigError(f"the host device supports x86_64 and aarch64 machines; this one is {machine!r}")
+    abi = _HOST_ABIS[machine]
+    # The stack comes first so that it sits at the bottom of the mapping: an overflow runs into
+    # unmapped memory and faults instead of silently overwriting another section.
+    layout = _layout([("stack", 1 * MiB), ("text", 8 * MiB), ("rodata", 4 * MiB), ("data", 2 * MiB),
+                      ("bss", 8 * MiB), ("args", 64 * KiB), ("workspace", 8 * MiB), ("heap", 64 * MiB)])
+    layout["stack"]["align"] = 4096
+    cfg = DeviceConfig({
+        "name": "host",
+        "arch": machine,
+        "abi": {"name": abi["name"], "pointer_size": 8, "endian": "little", "elf_machine": abi["elf_machine"],
+                "elf_class": 64, "stack_align": 16, "thumb": False},
+        "toolchain": {"prefix": "", "cc": "gcc", "cflags": _COMMON_CFLAGS + ["-fno-pie"] + abi["extra"],
+                      "runtime_cflags": list(_RUNTIME_CFLAGS), "ldflags": ["-no-pie"], "libs": ["-lgcc"],
+                      "package": "gcc"},
+        "memory": _memory([(base_addr, memory_size)]),
+        "mem_layout": layout,
+        "transport": {"kind": "host"},
+        "timeout": timeout,
+        "clock_hz": None,
+    })
+    return cfg.validate()
+
+
+_RISCV_ISAS = {
+    "rv32imac": ("ilp32", 4), "rv32imc": ("ilp32", 4), "rv32im": ("ilp32", 4), "rv32i": ("ilp32", 4),
+    "rv32imafc": ("ilp32f", 4), "rv32gc": ("ilp32d", 4),
+    "rv64imac": ("lp64", 8), "rv64imc": ("lp64", 8), "rv64im": ("lp64", 8),
+    "rv64imafdc": ("lp64d", 8), "rv64gc": ("lp64d", 8),
+}
+
+
+def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[str, Any],
+           timeout: float, clock_hz: Optional[int]) -> DeviceConfig:
+    if isa not in _RISCV_ISAS:
+        raise ConfigError(f"unknown RISC-V isa {isa!r}; known: {', '.join(_RISCV_ISAS)}")
+    mabi, ptr = _RISCV_ISAS[isa]
+    ram = memory[0]["size"]
+    # Small regions for code, the rest split between tensors and workspace.
+    fixed = [("text", 256 * KiB), ("rodata", 128 * KiB), ("data", 64 * KiB), ("bss", 128 * KiB),
+             ("args", 4 * KiB), ("stack", 64 * KiB)]
+    rest = ram - sum(s for _, s in fixed)
+    if rest < 64 * KiB:
+        fixed = [(n, max(s // 8, 1 * KiB)) for n, s in fixed]
+        rest = ram - sum(s for _, s in fixed)
+    workspace = max((rest // 8) & ~0xFFF, 4 * KiB)
+    heap = (rest - workspace) & ~0xFFF
+    order = fixed[:5] + [("heap", heap), ("workspace", workspace), fixed[5]]
+    cfg = DeviceConfig({
+        "name": name,
+        "arch": isa,
+        "abi": {"name": mabi, "pointer_size": ptr, "endian": "little", "elf_machine": "EM_RISCV",
+                "elf_class": 8 * ptr, "stack_align": 16, "thumb": False},
+        "toolchain": {"prefix": "riscv64-unknown-elf-", "cc": "gcc",
+                      "cflags": [f"-march={isa}", f"-mabi={mabi}", "-mcmodel=medany", "--specs=picolibc.specs"]
+                      + _COMMON_CFLAGS,
+                      "runtime_cflags": list(_RUNTIME_CFLAGS),
+                      "ldflags": ["-Wl,--no-relax", "--specs=picolibc.specs"], "libs": ["-lm", "-lc", "-lgcc"],
+                      "package": "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"},
+        "memory": memory,
+        "mem_layout": _layout(order),
+        "transport": transport,
+        "timeout": timeout,
+        "clock_hz": clock_hz,
+    })
+    return cfg.validate()
+
+
+def spike(isa: str = "rv32imac", *, base_addr: int = 0x80000000, memory_size: int = 16 * MiB,
+          memory: Optional[Sequence[Tuple[int, int]]] = None, server_addr: Optional[str] = None,
+          server_port: Optional[int] = None, timeout: float = 10.0) -> DeviceConfig:
+    """Spike (the RISC-V ISA simulator) behind OpenOCD. With ``server_addr``/``server_port`` the
+    session attaches to an OpenOCD someone already runs; otherwise it starts both itself."""
+    mem = _memory(memory if memory else [(base_addr, memory_size)])
+    transport = {"kind": "openocd", "launch": None if server_port else "spike", "isa": isa,
+                 "server_addr": server_addr or "127.0.0.1", "server_port": server_port}
+    return _riscv(f"spike-{isa}", isa, mem, transport, timeout, None)
+
+
+_ARM_CORES = {
+    # core: (cflags, memory [(start, size, name)], machine)
+    "cortex-m3": (["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"],
+                  [(0x00000000, 4 * MiB, "code"), (0x20000000, 4 * MiB, "sram")], "mps2-an385"),
+    "cortex-m33": (["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
+                   [(0x10000000, 4 * MiB, "code"), (0x38000000, 4 * MiB, "sram")], "mps2-an505"),
+}
+
+
+def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dict[str, Any],
+              timeout: float) -> DeviceConfig:
+    if core not in _ARM_CORES:
+        raise ConfigError(f"unknown Arm core {core!r}; known: {', '.join(_ARM_CORES)}")
+    cflags = _ARM_CORES[core][0]
+    code, ram = memory[0], memory[-1]
+    starts = {}
+    if code is not ram:
+        starts = {"text": code["start"] + 1 * KiB}   # the vector table sits at the very start
+    order = [("text", 512 * KiB), ("rodata", 256 * KiB)]
+    if code is not ram:
+        starts["data"] = ram["start"]
+    order += [("data", 64 * KiB), ("bss", 64 * KiB), ("args", 4 * KiB), ("heap", 2 * MiB),
+              ("workspace", 512 * KiB), ("stack", 64 * KiB)]
+    cfg = DeviceConfig({
+        "name": name,
+        "arch": core,
+        "abi": {"name": "aapcs", "pointer_size": 4, "endian": "little", "elf_machine": "EM_ARM",
+                "elf_class": 32, "stack_align": 8, "thumb": True},
+        "toolchain": {"prefix": "arm-none-eabi-", "cc": "gcc", "cflags": cflags + ["--specs=nano.specs"]
+                      + _COMMON_CFLAGS, "runtime_cflags": list(_RUNTIME_CFLAGS),
+                      "ldflags": cflags + ["--specs=nano.specs"], "libs": ["-lm", "-lc", "-lgcc"],
+                      "package": "gcc-arm-none-eabi libnewlib-arm-none-eabi"},
+        "memory": memory,
+        "mem_layout": _layout(order, starts),
+        "transport": transport,
+        "timeout": timeout,
+        "clock_hz": None,
+    })
+    return cfg.validate()
+
+
+def qemu(machine: str = "riscv32", *, timeout: float = 10.0) -> DeviceConfig:
+    """A QEMU system emulator driven over its gdbstub: ``riscv32``, ``riscv64`` (virt),
+    ``cortex-m3`` (mps2-an385) or ``cortex-m33`` (mps2-an505)."""
+    if machine in ("riscv32", "riscv64"):
+        isa = "rv32imac" if machine == "riscv32" else "rv64imac"
+        transport = {"kind": "gdb", "launch": "qemu", "machine": "virt", "qemu": f"qemu-system-{machine}"}
+        return _riscv(f"qemu-{machine}", isa, _memory([(0x80000000, 16 * MiB)]), transport, timeout, None)
+    if machine in _ARM_CORES:
+        regions = _ARM_CORES[machine][1]
+        transport = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm"}
+        mem = _memory([(s, n) for s, n, _ in regions], [name for _, _, name in regions])
+        return _cortex_m(f"qemu-{machine}", machine, mem, transport, timeout)
+    raise ConfigError(f"unknown QEMU machine {machine!r}; known: riscv32, riscv64, cortex-m3, cortex-m33")
+
+
+def gdb_remote(host: str, port: int, *, arch: str, memory: Sequence[Tuple[int, int]],
+               timeout: float = 10.0) -> DeviceConfig:
+    """Any GDB server (OpenOCD's gdb port, J-Link, pyOCD, QEMU) someone already runs."""
+    transport = {"kind": "gdb", "launch": None, "server_addr": host, "server_port": int(port)}
+    if arch in _ARM_CORES:
+        return _cortex_m(f"gdb-{arch}", arch, _memory(memory), transport, timeout)
+    return _riscv(f"gdb-{arch}", arch, _memory(memory), transport, timeout, None)
+
+
+def openocd(config_files: Sequence[str], *, arch: str, memory: Sequence[Tuple[int, int]],
+            commands: Sequence[str] = (), timeout: float = 10.0) -> DeviceConfig:
+    """A board behind a debug probe, reached through an OpenOCD started with ``config_files``."""
+    transport = {"kind": "openocd", "launch": "openocd", "config_files": list(config_files),
+                 "commands": list(commands)}
+    if arch in _ARM_CORES:
+        return _cortex_m(f"openocd-{arch}", arch, _memory(memory), transport, timeout)
+    return _riscv(f"openocd-{arch}", arch, _memory(memory), transport, timeout, None)

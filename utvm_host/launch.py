@@ -1,0 +1,191 @@
+"""Start and stop the processes a device needs, with readiness checks, logs and guaranteed teardown.
+
+Today: the host device's CPU process (``device_stubs/host/utvm_host_cpu.c``). Every process
+started here is registered, and stopped when its owner closes, when it is garbage-collected,
+at interpreter exit, and (through ``PR_SET_PDEATHSIG`` in the child) when Python itself dies.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import select
+import signal
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .errors import ConnectionLost, TransportError
+from .toolchain import DEVICE_STUBS, build_host_program
+
+log = logging.getLogger(__name__)
+
+_live: "weakref.WeakSet[HostCpu]" = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+# Records exchanged with utvm_host_cpu.c (see the comment at its top).
+REQUEST = struct.Struct("<IIQQQ")
+REPLY = struct.Struct("<IiiIQQQ")
+OP_RUN, OP_QUIT, OP_READY, OP_DONE, OP_FAULT, OP_STOPPED, OP_ERROR = 1, 2, 10, 11, 12, 13, 14
+
+
+@dataclass
+class CpuReply:
+    """One reply of the CPU process: ``op`` is 'done', 'fault', 'stopped', 'error' or 'exited'."""
+    op: str
+    signo: int = 0
+    code: int = 0
+    addr: int = 0
+    pc: int = 0
+    sp: int = 0
+
+
+_OPS = {OP_READY: "ready", OP_DONE: "done", OP_FAULT: "fault", OP_STOPPED: "stopped", OP_ERROR: "error"}
+
+
+def _stop_all() -> None:
+    with _live_lock:
+        cpus = list(_live)
+    for cpu in cpus:
+        cpu.stop()
+
+
+atexit.register(_stop_all)
+
+
+class HostCpu:
+    """The host device's processor: a child process mapping the device memory at ``base``.
+
+    ``memory_fd`` is the shared-memory file; ``size`` its length in bytes. ``start()`` waits
+    until the child reports ready (or raises :class:`TransportError` with its log).
+    """
+
+    def __init__(self, memory_fd: int, base: int, size: int, log_dir: Optional[Path] = None):
+        self.memory_fd = memory_fd
+        self.base = base
+        self.size = size
+        self.log_dir = Path(log_dir or tempfile.gettempdir())
+        self.log_path = self.log_dir / "host_cpu.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self._finalizer: Optional[weakref.finalize] = None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        exe = build_host_program(DEVICE_STUBS / "host" / "utvm_host_cpu.c")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen([exe, str(self.memory_fd), f"{self.base:x}", f"{self.size:x}"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
+                                         pass_fds=(self.memory_fd,), bufsize=0, start_new_session=True)
+        finally:
+            logf.close()
+        with _live_lock:
+            _live.add(self)
+        self._finalizer = weakref.finalize(self, _kill, self.proc)
+        reply = self.wait(timeout)
+        if reply is None or reply.op != "ready":
+            detail = self.log_tail()
+            self.stop()
+            if reply is not None and reply.op == "error":
+                raise TransportError(f"the host device could not map its memory at 0x{reply.addr:x}: "
+                                     f"{os.strerror(reply.code)}; pick another base_addr in devices.host()"
+                                     + (f"\n{detail}" if detail else ""))
+            raise TransportError(f"the host device process did not start within {timeout} s"
+                                 + (f"; its log:\n{detail}" if detail else ""))
+        log.debug("host CPU process %d ready", self.proc.pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def run(self, entry: int, stack_base: int, stack_size: int) -> None:
+        """Ask the CPU to call ``entry`` on the given stack; collect the reply with :meth:`wait`."""
+        if not self.alive:
+            raise ConnectionLost("the host device process is not running; call sess.reset()")
+        try:
+            os.write(self.proc.stdin.fileno(), REQUEST.pack(OP_RUN, 0, entry, stack_base, stack_size))
+        except OSError as exc:
+            raise ConnectionLost(f"the host device process went away: {exc}") from exc
+
+    def wait(self, timeout: Optional[float]) -> Optional[CpuReply]:
+        """The next reply, None when ``timeout`` seconds pass first, or op 'exited' when the
+        process ended without replying."""
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(buf) < REPLY.size:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    return None
+            chunk = os.read(fd, REPLY.size - len(buf))
+            if not chunk:
+                status = self.proc.wait()
+                return CpuReply("exited", signo=-status if status < 0 else 0, code=status)
+            buf += chunk
+        op, signo, code, _, addr, pc, sp = REPLY.unpack(buf)
+        return CpuReply(_OPS.get(op, f"op{op}"), signo, code, addr, pc, sp)
+
+    def probe_and_stop(self, grace: float = 1.0) -> Optional[CpuReply]:
+        """Interrupt a hung call: the child reports where it was (pc) and exits. Returns that
+        report, or None if the child did not answer within ``grace`` seconds (then it is killed)."""
+        reply = None
+        if self.alive:
+            try:
+                self.proc.send_signal(signal.SIGUSR1)
+                reply = self.wait(grace)
+            except OSError:
+                reply = None
+        self.stop()
+        return reply if reply is not None and reply.op == "stopped" else None
+
+    def stop(self, grace: float = 1.0) -> None:
+        """End the process: ask politely, then kill. Safe to call twice."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.write(proc.stdin.fileno(), REQUEST.pack(OP_QUIT, 0, 0, 0, 0))
+                proc.wait(grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        _kill(proc)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        with _live_lock:
+            _live.discard(self)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except OSError:
+            pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        log.error("process %d did not die after SIGKILL", proc.pid)
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            if stream:
+                stream.close()
+        except OSError:
+            pass

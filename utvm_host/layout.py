@@ -1,0 +1,493 @@
+"""The layout layer: where code and data live in device memory.
+
+A device's memory is split into named *regions* (``text``, ``rodata``, ``data``, ``bss``,
+``args``, ``heap``, ``workspace``, ``stack``, ...). Each region is managed by a
+:class:`SectionAllocator`, a first-fit allocator over the address range
+``[start, start + size)`` that hands out :class:`Block` records and coalesces neighbouring free
+space when blocks are freed. :class:`MemoryLayout` groups the allocators of one device, and
+:class:`MemoryMap` is a printable, serialisable snapshot of who uses which bytes.
+
+Units: every address, size and alignment in this module is in bytes; addresses are absolute
+device addresses (not offsets into a region).
+
+When a request does not fit, :meth:`SectionAllocator.alloc` raises
+:class:`~utvm_host.errors.LayoutError` with a message that says what did not fit, how full the
+region is, and the region size that would have held it, e.g.::
+
+    cannot place 174,704 bytes of .text from 'resnet.o' in region 'text' (capacity 16,384,
+    used 1,080, free 15,304): set cfg["mem_layout"]["text"]["size"] >= 175,784
+
+(on one line).
+"""
+from __future__ import annotations
+
+import bisect
+import html
+import operator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from .errors import ConfigError, LayoutError
+
+__all__ = [
+    "align_up",
+    "Block",
+    "SectionAllocator",
+    "MemoryLayout",
+    "MemoryMap",
+    "MapRow",
+    "RegionUsage",
+]
+
+
+def _as_int(value: Any, what: str) -> int:
+    """``value`` as a Python int (accepts numpy integers); ValueError if it is not integral."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be an integer, got {value!r}") from None
+
+
+def _check_align(align: Any) -> int:
+    """``align`` as an int, or ValueError unless it is a power of two >= 1."""
+    a = _as_int(align, "alignment")
+    if a < 1 or a & (a - 1):
+        raise ValueError(f"alignment must be a power of two >= 1, got {align!r}")
+    return a
+
+
+def align_up(value: int, align: int) -> int:
+    """The smallest multiple of ``align`` that is >= ``value``.
+
+    ``align`` must be a power of two >= 1 (ValueError otherwise). ``align_up(x, 1) == x``.
+    """
+    a = _check_align(align)
+    v = _as_int(value, "value")
+    return (v + a - 1) & ~(a - 1)
+
+
+def _owner_part(owner: str) -> str:
+    return f" from '{owner}'" if owner else ""
+
+
+def _describe(size: int, what: str, owner: str) -> str:
+    """``"174,704 bytes of .text from 'resnet.o'"``; the parts for empty what/owner are left out."""
+    text = f"{size:,} bytes"
+    if what:
+        text += f" of {what}"
+    return text + _owner_part(owner)
+
+
+@dataclass(frozen=True)
+class Block:
+    """An allocated range ``[start, end)`` of ``size`` bytes in region ``region``.
+
+    ``owner`` says who asked for it (e.g. a library file name, ``''`` for none) and ``what`` what
+    it holds (e.g. ``.text`` or ``tensor float32[100000]``).
+    """
+
+    region: str
+    start: int
+    size: int
+    owner: str
+    what: str
+
+    @property
+    def end(self) -> int:
+        """First address after the block (``start + size``)."""
+        return self.start + self.size
+
+    def describe(self) -> str:
+        """Human-readable description, e.g. ``64 bytes of .text from 'a.o' at 0x1000 in region 'text'``."""
+        return f"{_describe(self.size, self.what, self.owner)} at 0x{self.start:x} in region '{self.region}'"
+
+
+class SectionAllocator:
+    """First-fit allocator over one region ``[start, start + size)``.
+
+    Contracts:
+
+    * every block start is a multiple of ``max(align, self.align)`` (absolute addresses);
+    * allocated blocks of size > 0 never overlap each other and lie inside the region;
+    * free space is kept as sorted, coalesced ``(start, size)`` ranges: no two free ranges touch;
+    * zero-size blocks consume no space; they sit at an aligned address in ``[start, end]`` and
+      freeing them changes no free range.
+
+    ``free_bytes`` is the free byte count; ``free(block)`` releases a block.
+    """
+
+    def __init__(self, name: str, start: int, size: int, align: int = 1):
+        """``name``: region name; ``start``: first address; ``size``: capacity in bytes (>= 0);
+        ``align``: minimum alignment of every block (power of two). Invalid values raise
+        :class:`~utvm_host.errors.ConfigError` (a ValueError)."""
+        try:
+            start = _as_int(start, "start")
+            size = _as_int(size, "size")
+            align = _check_align(align)
+        except ValueError as exc:
+            raise ConfigError(f"region '{name}': {exc}") from None
+        if start < 0:
+            raise ConfigError(f"region '{name}': start must be >= 0, got {start:#x}")
+        if size < 0:
+            raise ConfigError(f"region '{name}': size must be >= 0, got {size:,}")
+        self.name: str = name
+        self.start: int = start
+        self.size: int = size
+        self.align: int = align
+        self._blocks: List[Block] = []                 # sorted by (start, size)
+        self._free: List[Tuple[int, int]] = []         # sorted (start, size), coalesced
+        self._used: int = 0
+        self.reset()
+
+    # -- queries ------------------------------------------------------------------------------
+    @property
+    def end(self) -> int:
+        """First address after the region (``start + size``)."""
+        return self.start + self.size
+
+    @property
+    def used(self) -> int:
+        """Bytes in allocated blocks (alignment padding between blocks is not counted)."""
+        return self._used
+
+    @property
+    def free_bytes(self) -> int:
+        """Bytes not in any allocated block (``size - used``), as a plain int."""
+        return self.size - self._used
+
+    @property
+    def largest_free(self) -> int:
+        """Size in bytes of the largest contiguous free range (0 when the region is full)."""
+        return max((s for _, s in self._free), default=0)
+
+    def blocks(self) -> List[Block]:
+        """The allocated blocks, sorted by start address (then size)."""
+        return list(self._blocks)
+
+    def free_ranges(self) -> List[Tuple[int, int]]:
+        """The free space as ``(start, size)`` pairs, sorted by address; adjacent ranges are
+        always merged, so no two pairs touch."""
+        return list(self._free)
+
+    def fits(self, size: int, align: int = 1) -> bool:
+        """Whether ``alloc(size, align=align)`` would succeed now."""
+        size = self._check_size(size)
+        return self._find(size, max(_check_align(align), self.align)) is not None
+
+    def __contains__(self, block: object) -> bool:
+        return isinstance(block, Block) and self._index_of(block) is not None
+
+    def __repr__(self) -> str:
+        return (f"SectionAllocator({self.name!r}, start=0x{self.start:x}, size={self.size:,}, "
+                f"align={self.align}, used={self.used:,}, blocks={len(self._blocks)})")
+
+    # -- allocation ---------------------------------------------------------------------------
+    def alloc(self, size: int, *, owner: str, what: str, align: int = 1,
+              hint: Optional[str] = None) -> Block:
+        """Allocate ``size`` bytes at the lowest address whose start is a multiple of
+        ``max(align, self.align)`` (first fit by address) and return the :class:`Block`.
+
+        ``size`` 0 is allowed and yields a zero-size block at an aligned address. Negative sizes
+        and bad alignments raise ValueError. If nothing fits, raises
+        :class:`~utvm_host.errors.LayoutError` with every field set (``owner`` is None when
+        ``owner`` is ``''``) and, if given, ``hint`` appended to its message after ``"; "``.
+        """
+        size = self._check_size(size)
+        eff_align = max(_check_align(align), self.align)
+        found = self._find(size, eff_align)
+        if found is None:
+            raise self._layout_error(size, owner, what, eff_align, hint)
+        index, addr = found
+        block = Block(self.name, addr, size, owner, what)
+        if size:
+            hole_start, hole_size = self._free[index]
+            hole_end = hole_start + hole_size
+            pieces = []
+            if addr > hole_start:
+                pieces.append((hole_start, addr - hole_start))
+            if block.end < hole_end:
+                pieces.append((block.end, hole_end - block.end))
+            self._free[index:index + 1] = pieces
+            self._used += size
+        bisect.insort(self._blocks, block, key=_block_key)
+        return block
+
+    def free(self, block: Block) -> None:
+        """Return ``block`` to the free space, merging it with free neighbours on either side.
+
+        Raises ValueError naming the block if it is not currently allocated here (freed
+        already, or allocated by another allocator).
+        """
+        index = self._index_of(block) if isinstance(block, Block) else None
+        if index is None:
+            desc = block.describe() if isinstance(block, Block) else repr(block)
+            raise ValueError(f"cannot free {desc}: it is not allocated in region '{self.name}' "
+                             "(freed twice, or allocated elsewhere)")
+        del self._blocks[index]
+        if block.size:
+            self._used -= block.size
+            self._release(block.start, block.size)
+
+    def free_owner(self, owner: str) -> int:
+        """Free every block whose owner is ``owner``; returns the bytes freed (0 if none)."""
+        mine = [b for b in self._blocks if b.owner == owner]
+        for b in mine:
+            self.free(b)
+        return sum(b.size for b in mine)
+
+    def reset(self) -> None:
+        """Forget every block: the whole region becomes one free range."""
+        self._blocks = []
+        self._free = [(self.start, self.size)] if self.size else []
+        self._used = 0
+
+    # -- internals ----------------------------------------------------------------------------
+    @staticmethod
+    def _check_size(size: Any) -> int:
+        n = _as_int(size, "size")
+        if n < 0:
+            raise ValueError(f"size must be >= 0, got {n:,}")
+        return n
+
+    def _index_of(self, block: Block) -> Optional[int]:
+        i = bisect.bisect_left(self._blocks, _block_key(block), key=_block_key)
+        while i < len(self._blocks) and _block_key(self._blocks[i]) == _block_key(block):
+            if self._blocks[i] == block:
+                return i
+            i += 1
+        return None
+
+    def _find(self, size: int, align: int) -> Optional[Tuple[int, int]]:
+        """``(free range index, address)`` of the first fit, or None.
+
+        For ``size`` 0 the index is meaningless (-1 when not placed in a free range): such a
+        block goes into the first free range that holds an aligned address (its end included),
+        else at the first aligned address in ``[start, end]``.
+        """
+        for i, (hole_start, hole_size) in enumerate(self._free):
+            addr = align_up(hole_start, align)
+            if addr + size <= hole_start + hole_size:
+                return i, addr
+        if size == 0:
+            addr = align_up(self.start, align)
+            if addr <= self.end:
+                return -1, addr
+        return None
+
+    def _release(self, start: int, size: int) -> None:
+        """Insert the free range ``(start, size)``, coalescing with touching neighbours."""
+        i = bisect.bisect_left(self._free, (start, 0))
+        end = start + size
+        if i < len(self._free) and self._free[i][0] == end:          # right neighbour
+            end += self._free[i][1]
+            del self._free[i]
+        if i > 0 and sum(self._free[i - 1]) == start:                 # left neighbour
+            start = self._free[i - 1][0]
+            i -= 1
+            del self._free[i]
+        self._free.insert(i, (start, end - start))
+
+    def _high_water(self) -> int:
+        """End address of the highest non-empty block (``start`` when there is none)."""
+        return max((b.end for b in self._blocks if b.size), default=self.start)
+
+    def _layout_error(self, size: int, owner: str, what: str, align: int,
+                      hint: Optional[str]) -> LayoutError:
+        used, free, largest = self.used, self.free_bytes, self.largest_free
+        required = align_up(self._high_water(), align) - self.start + size
+        stats = f"capacity {self.size:,}, used {used:,}, free {free:,}"
+        if free >= size:
+            stats += f", largest free block {largest:,}"
+        message = (f"cannot place {_describe(size, what, owner)} in region '{self.name}' ({stats}): "
+                   f'set cfg["mem_layout"]["{self.name}"]["size"] >= {required:,}')
+        if hint:
+            message += "; " + hint
+        return LayoutError(message, region=self.name, what=what, owner=owner or None,
+                           needed=size, capacity=self.size, used=used, free=free,
+                           largest_free=largest, required_size=required)
+
+
+def _block_key(block: Block) -> Tuple[int, int]:
+    return (block.start, block.size)
+
+
+class MemoryLayout:
+    """The regions of one device, each with its own :class:`SectionAllocator`.
+
+    Built from ``(name, start, size, align)`` tuples; iteration and :attr:`names` keep that
+    order. Duplicate names and overlapping (non-empty) regions raise
+    :class:`~utvm_host.errors.ConfigError`.
+    """
+
+    def __init__(self, regions: Iterable[Tuple[str, int, int, int]]):
+        self._allocators: Dict[str, SectionAllocator] = {}
+        for entry in regions:
+            try:
+                name, start, size, align = entry
+            except (TypeError, ValueError):
+                raise ConfigError(f"a region must be (name, start, size, align), got {entry!r}") from None
+            if name in self._allocators:
+                raise ConfigError(f"region '{name}' is defined twice")
+            new = SectionAllocator(name, start, size, align)
+            for old in self._allocators.values():
+                if new.size and old.size and new.start < old.end and old.start < new.end:
+                    raise ConfigError(
+                        f"region '{new.name}' [0x{new.start:x}, 0x{new.end:x}) overlaps region "
+                        f"'{old.name}' [0x{old.start:x}, 0x{old.end:x})")
+            self._allocators[name] = new
+
+    def __getitem__(self, name: str) -> SectionAllocator:
+        try:
+            return self._allocators[name]
+        except KeyError:
+            known = ", ".join(self._allocators) or "none"
+            raise KeyError(f"no region '{name}' in this layout (regions: {known})") from None
+
+    def __iter__(self) -> Iterator[SectionAllocator]:
+        return iter(list(self._allocators.values()))
+
+    def __len__(self) -> int:
+        return len(self._allocators)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._allocators
+
+    @property
+    def names(self) -> List[str]:
+        """Region names in the order given to the constructor."""
+        return list(self._allocators)
+
+    def free_owner(self, owner: str) -> int:
+        """Free every block of ``owner`` in every region; returns the bytes freed."""
+        return sum(a.free_owner(owner) for a in self._allocators.values())
+
+    def reset(self) -> None:
+        """Free everything in every region."""
+        for a in self._allocators.values():
+            a.reset()
+
+    def memory_map(self) -> "MemoryMap":
+        """A snapshot of every region's usage and blocks (later allocations do not change it)."""
+        return MemoryMap.from_allocators(self._allocators.values())
+
+    def __repr__(self) -> str:
+        return f"MemoryLayout({', '.join(self._allocators)})"
+
+
+@dataclass(frozen=True)
+class MapRow:
+    """One allocated block in a :class:`MemoryMap` (bytes, absolute addresses)."""
+
+    region: str
+    owner: str
+    what: str
+    start: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+@dataclass(frozen=True)
+class RegionUsage:
+    """Totals of one region in a :class:`MemoryMap`: ``size`` is the capacity, ``used`` the bytes
+    in blocks, ``free = size - used``, ``largest_free`` the largest contiguous free range."""
+
+    name: str
+    start: int
+    size: int
+    used: int
+    free: int
+    largest_free: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+@dataclass
+class MemoryMap:
+    """A snapshot of a :class:`MemoryLayout`.
+
+    ``regions`` holds one :class:`RegionUsage` per region (layout order); ``rows`` holds one
+    :class:`MapRow` per *allocated* block, grouped by region in layout order and sorted by
+    start within a region. Free space is not listed as rows: it is summarised by each region's
+    ``free`` and ``largest_free``.
+
+    ``str(map)`` is a plain-text table; ``_repr_html_()`` the same as HTML for notebooks;
+    ``to_dict()`` a JSON-serialisable ``{"regions": [...], "rows": [...]}``.
+    """
+
+    regions: List[RegionUsage] = field(default_factory=list)
+    rows: List[MapRow] = field(default_factory=list)
+
+    @classmethod
+    def from_allocators(cls, allocators: Iterable[SectionAllocator]) -> "MemoryMap":
+        """Snapshot the given allocators, in the given order."""
+        regions: List[RegionUsage] = []
+        rows: List[MapRow] = []
+        for a in allocators:
+            regions.append(RegionUsage(a.name, a.start, a.size, a.used, a.free_bytes, a.largest_free))
+            rows.extend(MapRow(b.region, b.owner, b.what, b.start, b.size) for b in a.blocks())
+        return cls(regions, rows)
+
+    def rows_of(self, region: str) -> List[MapRow]:
+        """The rows of one region, by start address."""
+        return [r for r in self.rows if r.region == region]
+
+    def to_dict(self) -> Dict[str, List[Dict[str, Any]]]:
+        """``{"regions": [RegionUsage fields...], "rows": [MapRow fields...]}`` (str and int only)."""
+        return {"regions": [asdict(r) for r in self.regions],
+                "rows": [asdict(r) for r in self.rows]}
+
+    # -- rendering ----------------------------------------------------------------------------
+    def _hex_width(self) -> int:
+        top = max([r.end for r in self.regions] + [r.end for r in self.rows], default=0)
+        return max(8, len(f"{top:x}"))
+
+    def _header_text(self, r: RegionUsage, hw: int) -> str:
+        text = (f"0x{r.start:0{hw}x}-0x{r.end:0{hw}x}  capacity {r.size:,}  "
+                f"used {r.used:,}  free {r.free:,}")
+        if r.largest_free != r.free:
+            text += f"  largest free block {r.largest_free:,}"
+        return text
+
+    def __str__(self) -> str:
+        """Per region a header line ``name  0xSTART-0xEND  capacity N  used N  free N`` (END is
+        exclusive; ``largest free block N`` is added when the free space is fragmented), then
+        one indented line per block: owner (``-`` when empty), what, start address, size."""
+        hw = self._hex_width()
+        name_w = max((len(r.name) for r in self.regions), default=0)
+        owner_w = max((len(r.owner or "-") for r in self.rows), default=0)
+        what_w = max((len(r.what) for r in self.rows), default=0)
+        size_w = max((len(f"{r.size:,}") for r in self.rows), default=0)
+        lines: List[str] = []
+        for reg in self.regions:
+            lines.append(f"{reg.name:<{name_w}}  {self._header_text(reg, hw)}")
+            rows = self.rows_of(reg.name)
+            for row in rows:
+                lines.append(f"  {row.owner or '-':<{owner_w}}  {row.what:<{what_w}}  "
+                             f"0x{row.start:0{hw}x}  {row.size:>{size_w},}".rstrip())
+            if not rows:
+                lines.append("  (empty)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The table of ``__str__`` as HTML; every name is HTML-escaped."""
+        hw = self._hex_width()
+        esc = html.escape
+        out = ['<table class="utvm-memory-map">',
+               "<thead><tr><th>region</th><th>owner</th><th>what</th><th>start</th>"
+               "<th>size</th></tr></thead>", "<tbody>"]
+        for reg in self.regions:
+            out.append(f'<tr><th style="text-align:left">{esc(reg.name)}</th>'
+                       f'<th colspan="4" style="text-align:left">{esc(self._header_text(reg, hw))}</th></tr>')
+            for row in self.rows_of(reg.name):
+                out.append(f"<tr><td></td><td>{esc(row.owner or '-')}</td><td>{esc(row.what)}</td>"
+                           f"<td><code>0x{row.start:0{hw}x}</code></td>"
+                           f'<td style="text-align:right">{row.size:,}</td></tr>')
+        out.append("</tbody></table>")
+        return "\n".join(out)

@@ -1,0 +1,199 @@
+"""Place a library at addresses chosen by the section allocator and link it there.
+
+Linking is done by the target's own linker (through the gcc driver, so the right multilib
+``libgcc``/``libm`` come along) with ``linker/library.ld.in``. It takes two passes:
+
+1. *measure*: link at the regions' start addresses with unresolved symbols tolerated, read
+   the output with pyelftools: the real size and alignment of ``.text``, ``.rodata``,
+   ``.data`` and ``.bss`` (including helpers pulled from libgcc) and any symbol nobody defines;
+2. *place*: allocate those sizes in the ``text``/``rodata``/``data``/``bss`` regions and link
+   again at the allocated addresses. ``--no-relax`` (in the RISC-V configs) keeps sizes equal.
+
+Symbols of the device runtime and of libraries loaded earlier reach the linker as
+``--defsym`` absolute addresses: a library can call the runtime and other libraries.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from .config import DeviceConfig
+from .elf import ElfFile, Location
+from .errors import LinkError
+from .layout import Block, MemoryLayout
+from .toolchain import LINKER_DIR, Library, Toolchain
+
+log = logging.getLogger(__name__)
+
+#: Output section -> layout region that holds it.
+SECTION_REGIONS = {".text": "text", ".rodata": "rodata", ".data": "data", ".bss": "bss"}
+_PLACEHOLDERS = {".text": "@TEXT@", ".rodata": "@RODATA@", ".data": "@DATA@", ".bss": "@BSS@"}
+_ELF_MACHINE_NAMES = {"EM_X86_64": "x86_64", "EM_AARCH64": "AArch64", "EM_RISCV": "RISC-V", "EM_ARM": "Arm"}
+
+
+@dataclass
+class LinkedImage:
+    """A library linked at its placed addresses: what to write to the device and its symbols.
+
+    ``segments`` lists ``(address, bytes)`` to write; ``zero_fill`` lists ``(address, size)``
+    of ``.bss``; ``symbols`` maps every defined global symbol to its address.
+    """
+    owner: str
+    elf_path: str
+    blocks: List[Block]
+    segments: List[Tuple[int, bytes]]
+    zero_fill: List[Tuple[int, int]]
+    symbols: Dict[str, int]
+    _elf: Optional[ElfFile] = field(default=None, repr=False)
+
+    def contains(self, addr: int) -> bool:
+        return any(b.start <= addr < b.end for b in self.blocks)
+
+    def symbolize(self, addr: int) -> Optional[Location]:
+        """``function+offset (file:line)`` for an address in this image, or None."""
+        if self._elf is None:
+            self._elf = ElfFile(self.elf_path)
+        return self._elf.symbolize(addr)
+
+    def close(self) -> None:
+        if self._elf is not None:
+            self._elf.close()
+            self._elf = None
+
+    @property
+    def size(self) -> int:
+        return sum(b.size for b in self.blocks)
+
+
+def describe_machine(machine: str, elf_class: int) -> str:
+    return f"{_ELF_MACHINE_NAMES.get(machine, machine)} {elf_class}-bit ({machine}, ELFCLASS{elf_class})"
+
+
+def check_target(lib: Library, cfg: DeviceConfig) -> None:
+    """Refuse a library built for another machine, word size or byte order than ``cfg``'s."""
+    with ElfFile(lib.path) as elf:
+        want = (cfg.abi["elf_machine"], cfg.abi["elf_class"], cfg.little_endian)
+        got = (elf.machine, elf.elf_class, elf.little_endian)
+    if want != got:
+        raise LinkError(
+            f"cannot load '{lib.name}': it was built for {describe_machine(got[0], got[1])}"
+            f"{'' if got[2] else ', big-endian'}, but the device '{cfg.name}' is "
+            f"{describe_machine(want[0], want[1])}; build it with build(sources, cfg) for this device")
+
+
+class Linker:
+    """Links libraries for one session: ``place(lib, owner, externs)`` -> :class:`LinkedImage`."""
+
+    def __init__(self, cfg: DeviceConfig, layout: MemoryLayout, workdir: Path):
+        self.cfg = cfg
+        self.toolchain = Toolchain(cfg)
+        self.layout = layout
+        self.workdir = Path(workdir)
+        self.template = (LINKER_DIR / "library.ld.in").read_text()
+        self._count = 0
+
+    def _script(self, addresses: Mapping[str, int], path: Path) -> Path:
+        text = self.template
+        for section, placeholder in _PLACEHOLDERS.items():
+            text = text.replace(placeholder, f"0x{addresses[section]:x}")
+        path.write_text(text)
+        return path
+
+    def _link(self, lib: Library, script: Path, out: Path, defsyms: Mapping[str, int], measure: bool) -> None:
+        tc = self.toolchain
+        cmd = [tc.cc, "-nostdlib", "-nostartfiles", "-static"] + tc.ldflags
+        cmd += [f"-Wl,-T,{script}", "-Wl,-e,0", "-Wl,--build-id=none"]
+        if measure:  # keep unresolved symbols in the output's symbol table so we can name them
+            cmd += ["-Wl,-q", "-Wl,--warn-unresolved-symbols"]
+        cmd += [lib.path] + [f"-Wl,--defsym={name}=0x{addr:x}" for name, addr in sorted(defsyms.items())]
+        cmd += tc.libs + ["-o", str(out)]
+        tc.run(cmd, f"linking '{lib.name}' for {self.cfg['arch']}")
+
+    def place(self, lib: Library, owner: str, externs: Mapping[str, int],
+              provider: Optional[Mapping[str, str]] = None) -> LinkedImage:
+        """Allocate room for ``lib`` in the layout and link it there.
+
+        ``externs`` maps symbols defined elsewhere on the device (runtime, loaded libraries) to
+        addresses. Raises :class:`LinkError` for undefined symbols or sections that have no
+        region, :class:`~utvm_host.errors.LayoutError` when it does not fit. Nothing stays
+        allocated when it raises.
+        """
+        check_target(lib, self.cfg)
+        self._count += 1
+        stem = self.workdir / f"{self._count:03d}_{_safe(owner)}"
+        with ElfFile(lib.path) as obj:
+            own = set(obj.defined_symbols())
+        defsyms = {n: a for n, a in externs.items() if n not in own}
+
+        starts = {s: self.layout[r].start for s, r in SECTION_REGIONS.items()}
+        measured = Path(f"{stem}.measure.elf")
+        self._link(lib, self._script(starts, Path(f"{stem}.measure.ld")), measured, defsyms, measure=True)
+        with ElfFile(measured) as elf:
+            missing = [n for n in elf.undefined_symbols()
+                       if (s := elf.get_symbol(n)) is not None and s.bind == "GLOBAL"]
+            sizes = {}
+            for sec in elf.sections:
+                if not sec.alloc:
+                    continue
+                if sec.name not in SECTION_REGIONS:
+                    raise LinkError(f"cannot load '{lib.name}': it has an allocatable section {sec.name!r} "
+                                    f"({sec.size:,} bytes) that utvm-host does not place; only .text, "
+                                    ".rodata, .data and .bss are supported (no thread-local storage or "
+                                    "constructors)")
+                sizes[sec.name] = (sec.size, sec.align)
+        os.unlink(measured)
+        if missing:
+            raise LinkError(
+                f"cannot load '{lib.name}': undefined symbol{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)} (defined neither by the library, the device runtime, the C "
+                "library nor any loaded library); add the source that defines "
+                f"{'them' if len(missing) > 1 else 'it'} to build(), or load the library that "
+                "exports it first", undefined=missing)
+
+        blocks: List[Block] = []
+        addresses = dict(starts)
+        try:
+            for section, region in SECTION_REGIONS.items():
+                size, align = sizes.get(section, (0, 1))
+                if size == 0:
+                    continue
+                block = self.layout[region].alloc(size, owner=owner, what=section, align=max(align, 1),
+                                                  hint=f"or unload a library (sess.memory_map() shows what is loaded)")
+                blocks.append(block)
+                addresses[section] = block.start
+            final = Path(f"{stem}.elf")
+            self._link(lib, self._script(addresses, Path(f"{stem}.ld")), final, defsyms, measure=False)
+            image = self._image(lib, owner, final, blocks)
+        except BaseException:
+            for block in blocks:
+                self.layout[block.region].free(block)
+            raise
+        return image
+
+    def _image(self, lib: Library, owner: str, path: Path, blocks: List[Block]) -> LinkedImage:
+        segments: List[Tuple[int, bytes]] = []
+        zero: List[Tuple[int, int]] = []
+        by_section = {b.what: b for b in blocks}
+        with ElfFile(path) as elf:
+            for sec in elf.sections:
+                if not sec.alloc or sec.size == 0:
+                    continue
+                block = by_section.get(sec.name)
+                if block is None or sec.addr != block.start or sec.size > block.size:
+                    raise LinkError(f"internal error linking '{lib.name}': section {sec.name} came out at "
+                                    f"0x{sec.addr:x} ({sec.size:,} bytes), not in its allocated block "
+                                    f"{block}; please report this with the library")
+                if sec.type == "SHT_NOBITS":
+                    zero.append((sec.addr, sec.size))
+                else:
+                    segments.append((sec.addr, sec.data()))
+            symbols = {name: sym.value for name, sym in elf.defined_symbols().items()
+                       if sym.section_index not in ("SHN_ABS", "SHN_UNDEF")}
+        return LinkedImage(owner, str(path), blocks, segments, zero, symbols)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:40]

@@ -1,0 +1,657 @@
+"""Sessions: the device runtime, loaded modules, device tensors, calls, error decoding, recovery.
+
+A call's trip: numpy arrays are copied to temporary blocks of the ``heap`` region (device
+tensors are passed in place), each argument is encoded in its 8-byte slot of the ``args``
+region (per :mod:`utvm_host.abi`), a task naming the kernel's generated shim goes into the
+runtime's task table, the transport runs ``UTVMMain`` until ``UTVMDone``, and the results come
+back: the return slot, the task's status and error flag, and every array passed as ``T*``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+import shutil
+import signal
+import struct
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import abi
+from .config import DeviceConfig
+from .elf import CType, ElfFile, Signature
+from .errors import (ConfigError, DeviceError, DeviceFault, DeviceTimeout, KernelError, LinkError,
+                     TransportError, UtvmError)
+from .layout import Block, MemoryLayout, MemoryMap
+from .link import LinkedImage, Linker
+from .toolchain import SHIM_PREFIX, Library, build_runtime, library_from_object
+from .transport import HostTransport, StopInfo, Transport
+
+log = logging.getLogger(__name__)
+
+#: Parameter names that give the element count of the kernel's array arguments.
+LENGTH_NAMES = frozenset({"n", "len", "length", "size", "count", "num", "num_elements", "nelem"})
+
+_SIGNAL_CODES = {
+    signal.SIGSEGV: {1: "address not mapped", 2: "invalid permissions for mapped object"},
+    signal.SIGBUS: {1: "invalid address alignment", 2: "nonexistent physical address", 3: "object-specific hardware error"},
+    signal.SIGILL: {1: "illegal opcode", 2: "illegal operand", 3: "illegal addressing mode", 4: "illegal trap",
+                    5: "privileged opcode", 6: "privileged register", 7: "coprocessor error", 8: "internal stack error"},
+    signal.SIGFPE: {1: "integer divide by zero", 2: "integer overflow", 3: "floating-point divide by zero",
+                    4: "floating-point overflow", 5: "floating-point underflow", 6: "floating-point inexact result",
+                    7: "invalid floating-point operation", 8: "subscript out of range"},
+}
+
+_current: List["Session"] = []
+
+
+def current_session() -> "Session":
+    """The innermost open session (``with Session(cfg):``), or :class:`UtvmError` if none."""
+    if not _current:
+        raise UtvmError("no open session: use `with Session(cfg) as sess:` and call load() inside it "
+                        "(or sess.load(lib))")
+    return _current[-1]
+
+
+def load(lib: Union[Library, str, os.PathLike]) -> "Module":
+    """Load a library into the current session: same as ``sess.load(lib)``."""
+    return current_session().load(lib)
+
+
+def _plural(n: int, word: str) -> str:
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
+
+
+class Session:
+    """A connection to one device with its runtime loaded.
+
+    ``with Session(cfg) as sess:`` opens it (starting any processes the device needs) and
+    closes it at the end, stopping them; ``load(lib)`` inside the block loads into it.
+    ``timeout`` (seconds) overrides ``cfg["timeout"]`` for every call.
+    """
+
+    def __init__(self, cfg: DeviceConfig, *, timeout: Optional[float] = None):
+        if not isinstance(cfg, DeviceConfig):
+            if isinstance(cfg, dict):
+                cfg = DeviceConfig(cfg)
+            else:
+                raise TypeError(f"Session() takes a device config from utvm_host.devices, got {type(cfg).__name__}")
+        self.cfg: DeviceConfig = cfg.copy()
+        self.timeout = float(timeout if timeout is not None else self.cfg.get("timeout", 10.0))
+        self.transport: Optional[Transport] = None
+        self.layout: Optional[MemoryLayout] = None
+        self.runtime: Optional[LinkedImage] = None
+        self.modules: List[Module] = []
+        self.workdir: Optional[Path] = None
+        self._broken: Optional[str] = None
+        self._owners: Dict[str, int] = {}
+        self._opened = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> "Session":
+        self.open()
+        _current.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self in _current:
+            _current.remove(self)
+        self.close()
+
+    def open(self) -> "Session":
+        """Start the device and load the runtime. Raises on any failure, leaving nothing running."""
+        if self._opened:
+            return self
+        self.cfg.validate()
+        kind = self.cfg.transport_kind
+        if kind != "host":
+            raise ConfigError(f"device '{self.cfg.name}' uses transport {kind!r}, which this version of "
+                              "utvm-host cannot drive yet (only 'host'); build() and linking already work "
+                              "for it")
+        self.layout = MemoryLayout([(r.name, r.start, r.size, r.align) for r in self.cfg.resolved_layout()])
+        self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-"))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
+        try:
+            memory = self.cfg["memory"][0]
+            self.transport = HostTransport(memory["start"], memory["size"], log_dir=self.workdir)
+            self.linker = Linker(self.cfg, self.layout, self.workdir)
+            self._load_runtime()
+        except BaseException:
+            self.close()
+            raise
+        self._opened = True
+        log.info("session open on %s (%s)", self.cfg.name, self.workdir)
+        return self
+
+    def close(self) -> None:
+        """Stop the device's processes and forget its state. Safe to call twice."""
+        for mod in self.modules:
+            mod._loaded = False
+            mod.image.close()
+        self.modules = []
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        if self.workdir is not None:
+            self._finalizer()
+            self.workdir = None
+        self._opened = False
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the launch layer's atexit hook stops processes
+            pass
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened
+
+    def _require_open(self) -> None:
+        if not self._opened:
+            raise UtvmError("the session is closed; open a new one with `with Session(cfg) as sess:`")
+        if self._broken:
+            raise DeviceError(f"the device needs sess.reset(): {self._broken}")
+
+    # -- runtime -----------------------------------------------------------------------------
+
+    def _load_runtime(self) -> None:
+        lib = build_runtime(self.cfg)
+        self.runtime = self.linker.place(lib, "runtime", {})
+        with ElfFile(self.runtime.elf_path) as elf:
+            self._task_layout = elf.struct_layout("UTVMTask")
+            task_size = elf.get_symbol("utvm_tasks").size
+        sym = self.runtime.symbols
+        ptr = self.cfg.pointer_size
+        self._ptr_fmt = ("<" if self.cfg.little_endian else ">") + ("I" if ptr == 4 else "Q")
+        self._order = "<" if self.cfg.little_endian else ">"
+        off = {k: v[0] for k, v in self._task_layout.items()}
+        end = max(o + s for o, s in self._task_layout.values())
+        self._task_stride = (end + ptr - 1) // ptr * ptr   # struct size: fields plus tail padding
+        self._max_tasks = task_size // self._task_stride
+        self._task_off = off
+        self._sym = sym
+        stack = self.layout["stack"]
+        self._stack_block = stack.alloc(stack.size, owner="runtime", what="stack")
+        ws = self.layout["workspace"]
+        self._workspace_block = ws.alloc(ws.size, owner="runtime", what="workspace")
+        args = self.layout["args"]
+        self._args_block = args.alloc(args.size, owner="runtime", what="call arguments")
+        self._write_runtime()
+
+    def _write_runtime(self) -> None:
+        self._write_image(self.runtime)
+        pack = struct.Struct(self._ptr_fmt).pack
+        self.transport.write(self._sym["utvm_workspace_base"], pack(self._workspace_block.start))
+        self.transport.write(self._sym["utvm_workspace_size"], pack(self._workspace_block.size))
+
+    def _write_image(self, image: LinkedImage) -> None:
+        for addr, data in image.segments:
+            self.transport.write(addr, data)
+        for addr, size in image.zero_fill:
+            self.transport.fill(addr, size, 0)
+
+    def _recover(self, why: str) -> str:
+        """Restart the device and reload the runtime and every module; returns a sentence for
+        the error message. Tensors survive on the host device (its memory outlives the CPU)."""
+        try:
+            self.transport.restart()
+            self._write_runtime()
+            for mod in self.modules:
+                self._write_image(mod.image)
+        except Exception as exc:  # pragma: no cover - only when the machine itself is failing
+            self._broken = f"{why}, and restarting the device failed: {exc}"
+            return "restarting the device failed: call sess.reset()"
+        n = len(self.modules)
+        return f"the device was restarted and {'its ' + _plural(n, 'library') if n else 'the runtime'} reloaded"
+
+    def reset(self) -> None:
+        """Restart the device and reload the runtime and every loaded library. Tensors are kept."""
+        if not self._opened:
+            raise UtvmError("the session is closed; open a new one with `with Session(cfg) as sess:`")
+        self._broken = None
+        self._recover("reset requested")
+
+    # -- libraries ---------------------------------------------------------------------------
+
+    def _externs(self) -> Tuple[Dict[str, int], Dict[str, "Module"]]:
+        symbols = dict(self.runtime.symbols)
+        providers: Dict[str, Module] = {}
+        for mod in self.modules:
+            for name, addr in mod.image.symbols.items():
+                if name not in symbols:
+                    symbols[name] = addr
+                    providers[name] = mod
+        return symbols, providers
+
+    def load(self, lib: Union[Library, str, os.PathLike]) -> "Module":
+        """Place ``lib`` in device memory, link it there and write it to the device.
+
+        ``lib`` is a :class:`Library` from :func:`build` or the path of a relocatable object
+        (``.o``) for this device. Raises :class:`LayoutError` when it does not fit and
+        :class:`LinkError` for undefined symbols or a library built for another device.
+        """
+        self._require_open()
+        if isinstance(lib, (str, os.PathLike)):
+            if not str(lib).endswith(".o"):
+                raise TypeError(f"load() takes a Library from build() or an object file (.o), got {str(lib)!r}")
+            lib = library_from_object(lib, self.cfg)
+        elif not isinstance(lib, Library):
+            raise TypeError(f"load() takes a Library from build() or an object file (.o), got {type(lib).__name__}")
+        count = self._owners.get(lib.name, 0) + 1
+        self._owners[lib.name] = count
+        owner = lib.name if count == 1 else f"{lib.name}#{count}"
+        externs, providers = self._externs()
+        with ElfFile(lib.path) as obj:
+            needed = set(obj.undefined_symbols())
+        image = self.linker.place(lib, owner, externs)
+        self._write_image(image)
+        deps = {providers[n] for n in needed if n in providers}
+        mod = Module(self, lib, image, deps)
+        self.modules.append(mod)
+        log.info("loaded %s: %s", owner, ", ".join(f"{b.what} {b.size:,} B at 0x{b.start:x}" for b in image.blocks))
+        return mod
+
+    def _unload(self, mod: "Module") -> None:
+        users = [m.name for m in self.modules if mod in m.deps and m is not mod]
+        if users:
+            raise UtvmError(f"cannot unload '{mod.name}': {', '.join(repr(u) for u in users)} "
+                            f"call{'s' if len(users) == 1 else ''} into it; unload "
+                            f"{'it' if len(users) == 1 else 'them'} first")
+        for block in mod.image.blocks:
+            self.layout[block.region].free(block)
+        self.modules.remove(mod)
+        mod.image.close()
+
+    # -- tensors -----------------------------------------------------------------------------
+
+    def _alloc_heap(self, nbytes: int, align: int, what: str) -> Block:
+        return self.layout["heap"].alloc(max(nbytes, 1), owner="tensors", what=what, align=max(align, 16),
+                                         hint="or free tensors you no longer need")
+
+    def empty(self, shape: Union[int, Sequence[int]], dtype: Any = "float32") -> "Tensor":
+        """A device-resident tensor with unspecified contents."""
+        self._require_open()
+        shape = (int(shape),) if isinstance(shape, numbers.Integral) else tuple(int(s) for s in shape)
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        block = self._alloc_heap(nbytes, dt.alignment, f"tensor {dt.name}{list(shape)}")
+        return Tensor(self, block, shape, dt)
+
+    def zeros(self, shape: Union[int, Sequence[int]], dtype: Any = "float32") -> "Tensor":
+        """A device-resident tensor filled with zeros."""
+        t = self.empty(shape, dtype)
+        self.transport.fill(t.addr, t.nbytes, 0)
+        return t
+
+    def tensor(self, array: Any, dtype: Any = None) -> "Tensor":
+        """A device-resident copy of ``array`` (anything ``np.asarray`` accepts)."""
+        arr = np.ascontiguousarray(np.asarray(array, dtype=dtype))
+        t = self.empty(arr.shape, arr.dtype)
+        if arr.nbytes:
+            self.transport.write(t.addr, arr)
+        return t
+
+    def memory_map(self) -> MemoryMap:
+        """Who uses which bytes of device memory, region by region."""
+        if self.layout is None:
+            raise UtvmError("the session is not open")
+        return self.layout.memory_map()
+
+    def __repr__(self) -> str:
+        state = "open" if self._opened else "closed"
+        return f"<Session {self.cfg.name} {state}, {_plural(len(self.modules), 'module')}>"
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def _symbolize(self, pc: Optional[int]) -> str:
+        if pc is None:
+            return "an unknown address"
+        for image in [self.runtime] + [m.image for m in self.modules]:
+            if image is not None and image.contains(pc):
+                loc = image.symbolize(pc)
+                if loc is not None:
+                    return str(loc)
+        return f"0x{pc:x} (outside any loaded code)"
+
+    def _run_task(self, fn: "Function", args_blob: bytes, timeout: Optional[float]) -> Tuple[int, int, bytes]:
+        """Run one shim call; returns (status, error flag, return slot)."""
+        tr = self.transport
+        base = self._args_block.start
+        ret_addr = base + len(args_blob)
+        blob = args_blob + bytes(abi.SLOT_SIZE)
+        if len(blob) > self._args_block.size:
+            raise TypeError(f"{fn.name}() has too many arguments for the args region "
+                            f"({len(blob):,} > {self._args_block.size:,} bytes): enlarge cfg['mem_layout']['args']")
+        tr.write(base, blob)
+        task = bytearray(self._task_stride)
+        pack_ptr = struct.Struct(self._ptr_fmt).pack_into
+        pack_ptr(task, self._task_off["func"], fn.shim)
+        pack_ptr(task, self._task_off["args"], base)
+        pack_ptr(task, self._task_off["ret"], ret_addr)
+        tasks = self._sym["utvm_tasks"]
+        tr.write(tasks, task)
+        tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", 1))
+        stack = self._stack_block
+        try:
+            stop = tr.run(self._sym["UTVMMain"], stack_base=stack.start, stack_size=stack.size,
+                          stop_at=self._sym["UTVMDone"], timeout=timeout)
+        except BaseException:
+            if not tr.alive:
+                self._recover("a call was interrupted")
+            raise
+        if stop.kind != "done":
+            self._raise_stop(fn, stop, timeout)
+        done = tr.read(tasks, self._task_stride)
+        status = struct.unpack_from(self._order + "i", done, self._task_off["status"])[0]
+        error = struct.unpack_from(self._order + "i", done, self._task_off["error"])[0]
+        return status, error, tr.read(ret_addr, abi.SLOT_SIZE)
+
+    def _raise_stop(self, fn: "Function", stop: StopInfo, timeout: Optional[float]) -> None:
+        where = self._symbolize(stop.pc)
+        if stop.kind == "fault":
+            sig = signal.Signals(stop.signo)
+            detail = _SIGNAL_CODES.get(sig, {}).get(stop.code)
+            cause = f"{sig.name} ({detail or signal.strsignal(sig)})"
+            at = ""
+            if sig in (signal.SIGSEGV, signal.SIGBUS) and stop.fault_address is not None:
+                at = f" accessing address 0x{stop.fault_address:x}"
+            recovered = self._recover(f"kernel '{fn.name}' crashed")
+            raise DeviceFault(f"kernel '{fn.name}' crashed: {cause}{at} at {where}; {recovered}",
+                              cause=cause, pc=stop.pc, location=where, fault_address=stop.fault_address)
+        if stop.kind == "timeout":
+            recovered = self._recover(f"kernel '{fn.name}' timed out")
+            at = f"; it was at {where} when stopped" if stop.pc is not None else ""
+            raise DeviceTimeout(f"kernel '{fn.name}' did not finish within {timeout:g} s{at}; {recovered}",
+                                timeout=timeout or 0.0, pc=stop.pc, location=where if stop.pc is not None else None)
+        recovered = self._recover(f"the device was lost during '{fn.name}'")
+        raise DeviceError(f"kernel '{fn.name}' did not complete: {stop.detail}; {recovered}")
+
+
+class Tensor:
+    """An array resident in device memory (the session's ``heap`` region).
+
+    Pass it to kernels in place of a numpy array: no copy crosses the link. ``numpy()`` reads
+    it back; ``free()`` returns its memory (also done when it is garbage-collected).
+    """
+
+    def __init__(self, session: Session, block: Block, shape: Tuple[int, ...], dtype: np.dtype):
+        self.session = session
+        self.block = block
+        self.shape = shape
+        self.dtype = dtype
+        self.nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self._finalizer = weakref.finalize(self, _free_block, weakref.ref(session), block)
+
+    @property
+    def addr(self) -> int:
+        return self.block.start
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def freed(self) -> bool:
+        return not self._finalizer.alive
+
+    def _check(self) -> None:
+        if self.freed:
+            raise UtvmError(f"{self!r} was freed")
+        self.session._require_open()
+
+    def numpy(self) -> np.ndarray:
+        """A new numpy array with the tensor's current contents."""
+        self._check()
+        out = np.empty(self.shape, self.dtype)
+        if self.nbytes:
+            self.session.transport.readinto(self.addr, out)
+        return out
+
+    def copyfrom(self, array: Any) -> "Tensor":
+        """Overwrite the tensor with ``array`` (same shape and dtype)."""
+        self._check()
+        arr = np.ascontiguousarray(array)
+        if arr.shape != self.shape or arr.dtype != self.dtype:
+            raise TypeError(f"copyfrom() needs a {self.dtype.name} array of shape {self.shape}, got "
+                            f"{arr.dtype.name} {arr.shape}")
+        self.session.transport.write(self.addr, arr)
+        return self
+
+    def free(self) -> None:
+        """Return the tensor's device memory. Using the tensor afterwards raises."""
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        state = " freed" if self.freed else ""
+        return f"<Tensor {self.dtype.name}{list(self.shape)} at 0x{self.block.start:x}{state}>"
+
+
+def _free_block(session_ref: "weakref.ref[Session]", block: Block) -> None:
+    session = session_ref()
+    if session is not None and session.layout is not None and session.is_open:
+        try:
+            session.layout[block.region].free(block)
+        except ValueError:
+            pass
+
+
+class Module:
+    """A library loaded on the device. ``mod["name"]`` gives a callable :class:`Function`."""
+
+    def __init__(self, session: Session, library: Library, image: LinkedImage, deps: set):
+        self.session = session
+        self.library = library
+        self.image = image
+        self.deps = deps
+        self.name = image.owner
+        self._loaded = True
+        self._functions: Dict[str, Function] = {}
+        self.signatures = library.signatures()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.signatures
+
+    def kernels(self) -> List[str]:
+        """Names of the functions this module exports (sorted)."""
+        return sorted(self.signatures)
+
+    def __getitem__(self, name: str) -> "Function":
+        if not self._loaded:
+            raise UtvmError(f"module '{self.name}' was unloaded; load its library again")
+        fn = self._functions.get(name)
+        if fn is not None:
+            return fn
+        sig = self.signatures.get(name)
+        if sig is None:
+            raise KeyError(f"no kernel {name!r} in library '{self.name}'; it has: {', '.join(self.kernels()) or 'none'}")
+        reason = abi.unsupported_reason(sig)
+        if reason is not None:
+            raise TypeError(f"kernel '{name}' cannot be called from Python: {reason}")
+        shim = self.image.symbols.get(SHIM_PREFIX + name)
+        if shim is None:
+            raise LinkError(f"kernel '{name}' of '{self.name}' has no call shim; rebuild the library with build()")
+        fn = self._functions[name] = Function(self, sig, shim)
+        return fn
+
+    def unload(self) -> None:
+        """Free the module's sections for the next library. Its Functions stop working."""
+        if self._loaded:
+            self.session._unload(self)
+            self._loaded = False
+
+    def __repr__(self) -> str:
+        size = sum(b.size for b in self.image.blocks)
+        state = "" if self._loaded else " unloaded"
+        return f"<Module {self.name} ({size:,} bytes, kernels: {', '.join(self.kernels())}){state}>"
+
+
+class _Param:
+    """How one parameter is checked and encoded (precomputed per kernel)."""
+
+    def __init__(self, index: int, param, pointer_size: int, order: str):
+        self.index = index
+        self.name = param.name or f"arg{index}"
+        self.ctype: CType = param.type
+        self.pointer = self.ctype.kind == "pointer"
+        self.fmt = struct.Struct(order + abi.struct_format(self.ctype, pointer_size))
+        if self.pointer:
+            self.dtype = abi.numpy_dtype(self.ctype.pointee)
+            self.const = self.ctype.pointee.const
+        else:
+            self.kind = self.ctype.kind
+            if self.kind in ("int", "enum", "bool"):
+                self.lo, self.hi = abi.int_range(self.ctype)
+
+
+class Function:
+    """A kernel of a loaded module; call it with numpy arrays, device tensors and scalars."""
+
+    def __init__(self, module: Module, sig: Signature, shim: int):
+        self.module = module
+        self.signature = sig
+        self.name = sig.name
+        self.shim = shim
+        session = module.session
+        ptr = session.cfg.pointer_size
+        order = "<" if session.cfg.little_endian else ">"
+        self._params = [_Param(i, p, ptr, order) for i, p in enumerate(sig.params)]
+        self._length_params = [p for p in self._params if not p.pointer and p.name in LENGTH_NAMES]
+        ret = sig.return_type
+        self._ret = None if ret.kind == "void" else struct.Struct(order + abi.struct_format(ret, ptr))
+        self._ret_kind = ret.kind
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{p.type.spelling} {p.name}".replace("* ", "*") for p in self.signature.params)
+        return f"<Function {self.signature.return_type.spelling} {self.name}({params})>"
+
+    def _where(self, p: _Param) -> str:
+        return f"argument {p.index + 1} '{p.name}' of {self.name}() ({p.ctype.spelling})"
+
+    def __call__(self, *args: Any, timeout: Optional[float] = None) -> Any:
+        """Call the kernel. ``const T*`` arrays are copied in, ``T*`` arrays in and out, tensors
+        are used in place, scalars go by value; returns the kernel's return value (or None).
+
+        Raises :class:`TypeError` (before touching the device) for a wrong number of arguments,
+        a wrong dtype, a non-contiguous or read-only array, or an out-of-range scalar;
+        :class:`KernelError` when the kernel reports an error; :class:`DeviceFault` /
+        :class:`DeviceTimeout` when it crashes or hangs (the session recovers).
+        """
+        if not self.module.loaded:
+            raise UtvmError(f"module '{self.module.name}' was unloaded; load its library again")
+        session = self.module.session
+        session._require_open()
+        params = self._params
+        if len(args) != len(params):
+            names = ", ".join(p.name for p in params)
+            raise TypeError(f"{self.name}() takes {_plural(len(params), 'argument')} ({names}), got {len(args)}")
+        blob = bytearray(abi.SLOT_SIZE * len(params))
+        arrays: List[Tuple[_Param, np.ndarray]] = []
+        slots: List[Tuple[_Param, Any]] = []
+        for p, value in zip(params, args):
+            if p.pointer:
+                if isinstance(value, Tensor):
+                    if value.session is not session:
+                        raise TypeError(f"{self._where(p)} is a tensor of another session")
+                    if value.freed:
+                        raise TypeError(f"{self._where(p)} is a freed tensor")
+                    self._check_dtype(p, value.dtype)
+                    slots.append((p, value))
+                elif isinstance(value, np.ndarray):
+                    self._check_array(p, value)
+                    arrays.append((p, value))
+                    slots.append((p, value))
+                elif value is None:
+                    slots.append((p, None))
+                else:
+                    raise TypeError(f"{self._where(p)} must be a numpy array or a device tensor, "
+                                    f"got {type(value).__name__}")
+            else:
+                slots.append((p, self._scalar(p, value)))
+        self._check_lengths(slots)
+        heap = session.layout["heap"]
+        temps: List[Block] = []
+        try:
+            for p, arr in arrays:
+                temps.append(session._alloc_heap(arr.nbytes, arr.dtype.alignment,
+                                                 f"argument '{p.name}' of {self.name}()"))
+            tr = session.transport
+            temp_of = {}
+            for (p, arr), block in zip(arrays, temps):
+                if arr.nbytes:
+                    tr.write(block.start, arr)
+                temp_of[p.index] = block.start
+            for p, value in slots:
+                if p.pointer:
+                    addr = 0 if value is None else value.addr if isinstance(value, Tensor) else temp_of[p.index]
+                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, addr)
+                else:
+                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, value)
+            status, error, ret = session._run_task(self, bytes(blob), session.timeout if timeout is None else timeout)
+            for (p, arr), block in zip(arrays, temps):
+                if not p.const and arr.nbytes:
+                    tr.readinto(block.start, arr)
+        finally:
+            for block in temps:
+                heap.free(block)
+        value = None if self._ret is None else self._ret.unpack_from(ret)[0]
+        if error and (value is None or value != 0):
+            text = session.transport.read(session._sym["utvm_last_error"], 256).split(b"\0", 1)[0]
+            text = text.decode("utf-8", "replace")
+            returned = "" if value is None else f" (returned {value})"
+            raise KernelError(f"kernel '{self.name}' failed{returned}: {text}", kernel=self.name,
+                              status=0 if value is None else int(value), text=text)
+        if self._ret_kind == "bool" and value is not None:
+            return bool(value)
+        return value
+
+    def _check_dtype(self, p: _Param, dtype: np.dtype) -> None:
+        if p.dtype is not None and dtype != p.dtype:
+            raise TypeError(f"{self._where(p)} needs a {p.dtype.name} array, got {dtype.name}")
+
+    def _check_array(self, p: _Param, arr: np.ndarray) -> None:
+        self._check_dtype(p, arr.dtype)
+        if not arr.flags.c_contiguous:
+            raise TypeError(f"{self._where(p)} must be C-contiguous; pass np.ascontiguousarray(...) instead")
+        if not p.const and not arr.flags.writeable:
+            raise TypeError(f"{self._where(p)} may be written by the kernel, but the array is read-only")
+
+    def _scalar(self, p: _Param, value: Any) -> Any:
+        if isinstance(value, (np.ndarray, Tensor)):
+            raise TypeError(f"{self._where(p)} takes a scalar, got {type(value).__name__}")
+        if p.kind == "float":
+            if isinstance(value, (numbers.Real, np.bool_)) and not isinstance(value, (bool, np.bool_)):
+                return float(value)
+            raise TypeError(f"{self._where(p)} takes a number, got {type(value).__name__}")
+        if isinstance(value, (bool, np.bool_)) and p.kind != "bool":
+            raise TypeError(f"{self._where(p)} takes an integer, got bool")
+        if not isinstance(value, (numbers.Integral, np.bool_)):
+            raise TypeError(f"{self._where(p)} takes an integer, got {type(value).__name__} {value!r}")
+        value = int(value)
+        if not p.lo <= value <= p.hi:
+            raise TypeError(f"{self._where(p)} = {value} is out of range [{p.lo}, {p.hi}]")
+        return value
+
+    def _check_lengths(self, slots: List[Tuple[_Param, Any]]) -> None:
+        for lp in self._length_params:
+            n = slots[lp.index][1]
+            for p, value in slots:
+                if p.pointer and p.dtype is not None and value is not None:
+                    size = value.size
+                    if size < n:
+                        raise TypeError(f"{self._where(p)} has {size} elements but {lp.name} = {n}")

@@ -1,0 +1,374 @@
+"""Compile C for the device with the target's gcc, into relocatable libraries, cached by content.
+
+``build(sources, cfg)`` compiles each source with the configuration's compiler and flags,
+reads the kernels' signatures from DWARF, generates one C shim per kernel (so the compiler,
+not Python, does the calling convention), and combines everything into one relocatable
+object (``ld -r``): a :class:`Library`. Results are cached under ``$UTVM_HOST_CACHE`` (default
+``~/.cache/utvm-host``) by a hash of the sources, every header they included, the flags and
+the compiler's identity, so building the same thing again costs a few hashes.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import abi
+from .config import DeviceConfig
+from .elf import ElfFile, Signature
+from .errors import BuildError, ToolNotFoundError
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Bump when the build products change shape, so old cache entries are not reused.
+CACHE_VERSION = "utvm-host-build-3"
+SHIM_PREFIX = "__utvm_shim_"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEVICE_STUBS = PACKAGE_ROOT / "device_stubs"
+LINKER_DIR = PACKAGE_ROOT / "linker"
+RUNTIME_INCLUDE = DEVICE_STUBS / "include"
+_DEFAULT_OPT = "-O2"
+
+
+def cache_root() -> Path:
+    """Where build products are cached: ``$UTVM_HOST_CACHE`` or ``~/.cache/utvm-host``."""
+    root = os.environ.get("UTVM_HOST_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "utvm-host"
+
+
+def _sha256_file(path: PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha256_json(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Library:
+    """A relocatable library for one target: kernels plus their generated shims.
+
+    ``path`` is the combined ``.o``; ``name`` names it in messages and memory maps.
+    """
+    path: str
+    name: str
+    arch: str
+    sources: Tuple[str, ...] = ()
+    warnings: str = ""
+    _signatures: Optional[Dict[str, Signature]] = field(default=None, repr=False)
+
+    def signatures(self) -> Dict[str, Signature]:
+        """Kernel signatures read from the library's DWARF (shims excluded)."""
+        if self._signatures is None:
+            with ElfFile(self.path) as elf:
+                self._signatures = {n: s for n, s in elf.signatures().items() if not n.startswith(SHIM_PREFIX)}
+        return self._signatures
+
+    @property
+    def size(self) -> int:
+        """Bytes of allocatable sections in the object (before linking pulls in helpers)."""
+        with ElfFile(self.path) as elf:
+            return sum(s.size for s in elf.sections if s.alloc)
+
+
+class Toolchain:
+    """The compiler of one device configuration; every method raises :class:`BuildError` with
+    the tool's diagnostics on failure and :class:`ToolNotFoundError` when it is not installed."""
+
+    _identities: Dict[str, str] = {}
+
+    def __init__(self, cfg: DeviceConfig):
+        self.cfg = cfg
+        tc = cfg["toolchain"]
+        self.prefix = tc.get("prefix", "")
+        self.cflags: List[str] = list(tc.get("cflags", []))
+        self.runtime_cflags: List[str] = list(tc.get("runtime_cflags", []))
+        self.ldflags: List[str] = list(tc.get("ldflags", []))
+        self.libs: List[str] = list(tc.get("libs", []))
+        self.package = tc.get("package", "")
+        self.cc_name = self.prefix + tc.get("cc", "gcc")
+
+    def tool(self, name: str) -> str:
+        """Full path of a program, or :class:`ToolNotFoundError` with the package that has it."""
+        path = shutil.which(name)
+        if path is None:
+            pkgs = self.package or "gcc"
+            raise ToolNotFoundError(name, f"install the Debian package(s) {pkgs} "
+                                          f"(apt-get install -y {pkgs}), or run `make setup`")
+        return path
+
+    @property
+    def cc(self) -> str:
+        return self.tool(self.cc_name)
+
+    def identity(self) -> str:
+        """A string that changes when the compiler changes (version, binary), for cache keys."""
+        cc = self.cc
+        if cc not in self._identities:
+            out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()
+            st = os.stat(os.path.realpath(cc))
+            self._identities[cc] = f"{out[0] if out else cc}|{os.path.realpath(cc)}|{st.st_size}|{st.st_mtime_ns}"
+        return self._identities[cc]
+
+    def run(self, cmd: Sequence[str], what: str) -> subprocess.CompletedProcess:
+        log.debug("run: %s", " ".join(cmd))
+        proc = subprocess.run(list(cmd), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"{what} failed (exit {proc.returncode})",
+                             diagnostics=(proc.stderr + proc.stdout).strip(), command=cmd)
+        return proc
+
+    def compile(self, source: PathLike, out: PathLike, *, cflags: Sequence[str] = (),
+                include_dirs: Sequence[PathLike] = (), defines: Optional[Mapping[str, object]] = None,
+                depfile: Optional[PathLike] = None, runtime: bool = False) -> str:
+        """Compile one C file to an object. Returns the compiler's warnings (may be empty)."""
+        cmd = [self.cc, "-c", "-g"] + self.cflags + (self.runtime_cflags if runtime else [])
+        if not any(f.startswith("-O") for f in cflags):
+            cmd.append(_DEFAULT_OPT)
+        cmd += list(cflags)
+        for d in list(include_dirs) + [RUNTIME_INCLUDE]:
+            cmd += ["-I", str(d)]
+        for key, value in (defines or {}).items():
+            cmd.append(f"-D{key}" if value is None else f"-D{key}={value}")
+        if depfile:
+            cmd += ["-MD", "-MF", str(depfile)]
+        cmd += [str(source), "-o", str(out)]
+        return self.run(cmd, f"compiling {Path(source).name} for {self.cfg['arch']}").stderr.strip()
+
+    def relocatable(self, objects: Sequence[PathLike], out: PathLike) -> None:
+        """Combine objects into one relocatable object (``ld -r`` through the driver)."""
+        cmd = [self.cc, "-r", "-nostdlib"] + [f for f in self.ldflags if not f.startswith("-Wl,--no-relax")]
+        cmd += [str(o) for o in objects] + ["-o", str(out)]
+        self.run(cmd, f"combining {len(objects)} object(s) with ld -r")
+
+
+def _parse_depfile(path: Path) -> List[str]:
+    """Dependencies from a gcc ``-MD`` file (make syntax: ``target: dep dep \\``)."""
+    text = path.read_text().replace("\\\n", " ")
+    _, _, deps = text.partition(":")
+    out, token = [], ""
+    for ch in deps.split(" "):  # spaces in paths arrive escaped as "\ "
+        if token.endswith("\\"):
+            token = token[:-1] + " " + ch
+            continue
+        if token:
+            out.append(token)
+        token = ch.strip()
+    if token:
+        out.append(token)
+    return [d for d in (t.strip() for t in out) if d]
+
+
+def shim_source(signatures: Iterable[Signature]) -> str:
+    """C for one shim per supported signature: ``int32_t __utvm_shim_NAME(const unsigned char
+    *args, unsigned char *ret)`` reads each argument from its 8-byte slot and calls the kernel."""
+    lines = ["/* generated by utvm-host: argument block -> kernel call; the compiler does the ABI */",
+             "#include <stdint.h>", ""]
+    for sig in signatures:
+        if sig.name.startswith(SHIM_PREFIX) or abi.unsupported_reason(sig) is not None:
+            continue
+        params = [abi.c_type_name(p.type) for p in sig.params]
+        ret = abi.c_type_name(sig.return_type)
+        lines.append(f"extern {ret} {sig.name}({', '.join(params) or 'void'});")
+        loads = [f"*({t} const *)(args + {abi.SLOT_SIZE * i})" for i, t in enumerate(params)]
+        call = f"{sig.name}({', '.join(loads)})"
+        lines.append(f"int32_t {SHIM_PREFIX}{sig.name}(const unsigned char *args, unsigned char *ret) {{")
+        lines.append("  (void)args;")
+        lines.append(f"  {call};" if ret == "void" else f"  *({ret} *)ret = {call};")
+        lines.append("  (void)ret;\n  return 0;\n}\n")
+    return "\n".join(lines)
+
+
+def _library_name(sources: Sequence[Path]) -> str:
+    return "+".join(p.stem for p in sources)
+
+
+def _lookup(entries: Path) -> Optional[Path]:
+    """A cache entry whose recorded dependencies are all unchanged, or None."""
+    if not entries.is_dir():
+        return None
+    for entry in sorted(entries.iterdir()):
+        manifest = entry / "manifest.json"
+        if not manifest.is_file():
+            continue
+        try:
+            deps = json.loads(manifest.read_text())["deps"]
+            if all(os.path.isfile(p) and _sha256_file(p) == h for p, h in deps.items()):
+                return entry
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def _store(entries: Path, work: Path, deps: Dict[str, str]) -> Path:
+    (work / "manifest.json").write_text(json.dumps({"deps": deps}, indent=1, sort_keys=True))
+    entries.mkdir(parents=True, exist_ok=True)
+    final = entries / _sha256_json(deps)[:16]
+    try:
+        os.rename(work, final)
+    except OSError:  # another process stored the same entry first: use theirs
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _add_shims(tc: Toolchain, objects: List[Path], work: Path) -> None:
+    """Compile the shims for the kernels in ``objects`` and combine all into work/lib.o."""
+    combined = work / "kernels.o"
+    tc.relocatable(objects, combined)
+    with ElfFile(combined) as elf:
+        sigs = list(elf.signatures().values())
+    shim_c = work / "shims.c"
+    shim_c.write_text(shim_source(sigs))
+    tc.compile(shim_c, work / "shims.o", cflags=["-O1", "-fno-strict-aliasing"])
+    tc.relocatable([combined, work / "shims.o"], work / "lib.o")
+
+
+def build(sources: Union[PathLike, Sequence[PathLike]], cfg: DeviceConfig, *, cflags: Sequence[str] = (),
+          include_dirs: Sequence[PathLike] = (), defines: Optional[Mapping[str, object]] = None,
+          name: Optional[str] = None) -> Library:
+    """Compile C sources for ``cfg``'s device into a relocatable :class:`Library`.
+
+    ``cflags`` are added after the target's own (``-O2`` unless you pass an ``-O`` flag);
+    ``defines`` maps macro names to values (None for a bare ``-DNAME``). Raises
+    :class:`BuildError` with the compiler's diagnostics, :class:`ToolNotFoundError` when the
+    target's compiler is not installed.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    paths = [Path(s).resolve() for s in sources]
+    if not paths:
+        raise BuildError("build() needs at least one source file")
+    for p in paths:
+        if not p.is_file():
+            raise BuildError(f"source file '{p}' not found")
+    tc = Toolchain(cfg)
+    incs = [str(Path(d).resolve()) for d in include_dirs]
+    key = _sha256_json({
+        "version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
+        "cflags": list(cflags), "include_dirs": incs, "defines": {k: repr(v) for k, v in (defines or {}).items()},
+        "sources": [[str(p), _sha256_file(p)] for p in paths],
+        "stubs": _sha256_file(RUNTIME_INCLUDE / "utvm_runtime.h"),
+    })
+    entries = cache_root() / "lib" / key[:32]
+    lib_name = name or _library_name(paths)
+    hit = _lookup(entries)
+    if hit is not None:
+        log.debug("build cache hit for %s: %s", lib_name, hit)
+        return Library(str(hit / "lib.o"), lib_name, cfg["arch"], tuple(map(str, paths)),
+                       (hit / "warnings.txt").read_text() if (hit / "warnings.txt").exists() else "")
+    cache_root().mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=cache_root()))
+    try:
+        objects = [work / f"{i}_{p.stem}.o" for i, p in enumerate(paths)]
+        depfiles = [work / f"{i}_{p.stem}.d" for i, p in enumerate(paths)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            futures = [pool.submit(tc.compile, src, obj, cflags=cflags, include_dirs=incs, defines=defines,
+                                   depfile=dep) for src, obj, dep in zip(paths, objects, depfiles)]
+            warnings = "\n".join(w for w in (f.result() for f in futures) if w)
+        if warnings:
+            log.warning("compiler warnings for %s:\n%s", lib_name, warnings)
+            (work / "warnings.txt").write_text(warnings)
+        _add_shims(tc, objects, work)
+        deps: Dict[str, str] = {}
+        for dep in depfiles:
+            for d in _parse_depfile(dep):
+                full = os.path.realpath(d)
+                deps[full] = _sha256_file(full)
+        for tmp in objects + depfiles:
+            tmp.unlink()
+        final = _store(entries, work, deps)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Library(str(final / "lib.o"), lib_name, cfg["arch"], tuple(map(str, paths)), warnings)
+
+
+def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] = None) -> Library:
+    """Wrap an existing relocatable object (e.g. from TVM's LLVM backend) as a :class:`Library`,
+    adding shims for its kernels. Cached by the object's content."""
+    src = Path(path)
+    if not src.is_file():
+        raise BuildError(f"object file '{src}' not found")
+    tc = Toolchain(cfg)
+    key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
+                        "object": _sha256_file(src)})
+    entry = cache_root() / "obj" / key[:32]
+    if not (entry / "lib.o").is_file():
+        cache_root().mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="wrap-", dir=cache_root()))
+        try:
+            _add_shims(tc, [src.resolve()], work)
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(work, entry)
+            except OSError:
+                shutil.rmtree(work, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    return Library(str(entry / "lib.o"), name or src.stem, cfg["arch"], (str(src),))
+
+
+def build_runtime(cfg: DeviceConfig) -> Library:
+    """The device runtime (device_stubs/runtime) for ``cfg``, as a relocatable object."""
+    tc = Toolchain(cfg)
+    sources = sorted((DEVICE_STUBS / "runtime").glob("*.c"))
+    key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
+                        "runtime_cflags": tc.runtime_cflags,
+                        "sources": [[p.name, _sha256_file(p)] for p in sources + [RUNTIME_INCLUDE / "utvm_runtime.h"]]})
+    entry = cache_root() / "runtime" / key[:32]
+    if not (entry / "lib.o").is_file():
+        cache_root().mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="runtime-", dir=cache_root()))
+        try:
+            objects = []
+            for src in sources:
+                obj = work / (src.stem + ".o")
+                tc.compile(src, obj, cflags=["-Os", "-Wall", "-Wextra"], runtime=True)
+                objects.append(obj)
+            tc.relocatable(objects, work / "lib.o")
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(work, entry)
+            except OSError:
+                shutil.rmtree(work, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    return Library(str(entry / "lib.o"), "runtime", cfg["arch"], tuple(map(str, sources)))
+
+
+def build_host_program(source: PathLike, cflags: Sequence[str] = ("-O2",)) -> str:
+    """Compile a small C program for this machine (e.g. the host device's CPU process).
+    Cached by source content and compiler; returns the executable's path."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise ToolNotFoundError("gcc", "install the Debian package gcc (apt-get install -y gcc), or run `make setup`")
+    src = Path(source)
+    key = _sha256_json({"version": CACHE_VERSION, "cc": os.path.realpath(cc), "cflags": list(cflags),
+                        "source": _sha256_file(src)})
+    exe = cache_root() / "bin" / f"{src.stem}-{key[:16]}"
+    if not exe.is_file():
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        tmp = exe.with_name(exe.name + f".{os.getpid()}.tmp")
+        cmd = [cc, *cflags, "-Wall", "-o", str(tmp), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"compiling {src.name} for this machine failed (exit {proc.returncode})",
+                             diagnostics=proc.stderr, command=cmd)
+        os.replace(tmp, exe)
+    return str(exe)

@@ -1,0 +1,9 @@
+"""Transports move bytes and control between Python and a device.
+
+Every transport offers the same primitives (see :class:`Transport`): ``read(addr, n)``,
+``write(addr, data)`` and ``run(entry, ...)``; words, structs and tensors are built on them.
+"""
+from .base import StopInfo, Transport
+from .host import HostTransport
+
+__all__ = ["StopInfo", "Transport", "HostTransport"]
