@@ -236,8 +236,9 @@ def expected_signatures(t: Target) -> dict:
         "scale": (int32, [("x", int32), ("k", f32)], False),
         "use_scale": (int32, [("y", int32)], False),
         "quals": (int32, [
-            ("names", ptr(ptr(const(char)))),
-            ("argv", ptr(replace(ptr(char), const=True, spelling="char *const"))),
+            ("names", replace(ptr(ptr(const(char))), spelling="const char **")),
+            ("argv", replace(ptr(replace(ptr(char), const=True, spelling="char *const")),
+                             spelling="char *const *")),
             ("out", ptr(f32)),                               # restrict looked through
             ("reg", ptr(int32)),                             # volatile looked through
             ("cb", CType("pointer", "int32_t (*)(int32_t, float)", t.ptr, False, False,

@@ -93,6 +93,10 @@ class HostCpu:
                                          pass_fds=(self.memory_fd,), bufsize=0, start_new_session=True)
         finally:
             logf.close()
+        self._in_fd = self.proc.stdin.fileno()
+        self._out_fd = self.proc.stdout.fileno()
+        self._poll = select.poll()
+        self._poll.register(self._out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         with _live_lock:
             _live.add(self)
         self._finalizer = weakref.finalize(self, _kill, self.proc)
@@ -116,23 +120,23 @@ class HostCpu:
 
     def run(self, entry: int, stack_base: int, stack_size: int) -> None:
         """Ask the CPU to call ``entry`` on the given stack; collect the reply with :meth:`wait`."""
-        if not self.alive:
+        if self.proc is None:
             raise ConnectionLost("the host device process is not running; call sess.reset()")
         try:
-            os.write(self.proc.stdin.fileno(), REQUEST.pack(OP_RUN, 0, entry, stack_base, stack_size))
+            os.write(self._in_fd, REQUEST.pack(OP_RUN, 0, entry, stack_base, stack_size))
         except OSError as exc:
             raise ConnectionLost(f"the host device process went away: {exc}") from exc
 
     def wait(self, timeout: Optional[float]) -> Optional[CpuReply]:
         """The next reply, None when ``timeout`` seconds pass first, or op 'exited' when the
         process ended without replying."""
-        fd = self.proc.stdout.fileno()
+        fd = self._out_fd
         buf = b""
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(buf) < REPLY.size:
             if deadline is not None:
                 left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                if left <= 0 or not self._poll.poll(left * 1000.0):
                     return None
             chunk = os.read(fd, REPLY.size - len(buf))
             if not chunk:

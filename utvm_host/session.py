@@ -181,6 +181,10 @@ class Session:
         self._task_stride = (end + ptr - 1) // ptr * ptr   # struct size: fields plus tail padding
         self._max_tasks = task_size // self._task_stride
         self._task_off = off
+        if off["error"] != off["status"] + 4:
+            raise LinkError("the device runtime's UTVMTask layout is unexpected (status, error not adjacent)")
+        self._status = struct.Struct(self._order + "ii")
+        self._num_tasks = -1
         self._sym = sym
         stack = self.layout["stack"]
         self._stack_block = stack.alloc(stack.size, owner="runtime", what="stack")
@@ -207,6 +211,7 @@ class Session:
         the error message. Tensors survive on the host device (its memory outlives the CPU)."""
         try:
             self.transport.restart()
+            self._num_tasks = -1
             self._write_runtime()
             for mod in self.modules:
                 self._write_image(mod.image)
@@ -325,24 +330,31 @@ class Session:
                     return str(loc)
         return f"0x{pc:x} (outside any loaded code)"
 
+    def _task_record(self, shim: int, nargs: int) -> Tuple[bytes, int, int]:
+        """The task-table entry calling ``shim`` with ``nargs`` slots: (bytes, args, ret address)."""
+        base = self._args_block.start
+        ret_addr = base + abi.SLOT_SIZE * nargs
+        task = bytearray(self._task_stride)
+        pack_ptr = struct.Struct(self._ptr_fmt).pack_into
+        pack_ptr(task, self._task_off["func"], shim)
+        pack_ptr(task, self._task_off["args"], base)
+        pack_ptr(task, self._task_off["ret"], ret_addr)
+        return bytes(task), base, ret_addr
+
     def _run_task(self, fn: "Function", args_blob: bytes, timeout: Optional[float]) -> Tuple[int, int, bytes]:
         """Run one shim call; returns (status, error flag, return slot)."""
         tr = self.transport
-        base = self._args_block.start
-        ret_addr = base + len(args_blob)
-        blob = args_blob + bytes(abi.SLOT_SIZE)
-        if len(blob) > self._args_block.size:
+        task, base, ret_addr = fn._task
+        if len(args_blob) + abi.SLOT_SIZE > self._args_block.size:
             raise TypeError(f"{fn.name}() has too many arguments for the args region "
-                            f"({len(blob):,} > {self._args_block.size:,} bytes): enlarge cfg['mem_layout']['args']")
-        tr.write(base, blob)
-        task = bytearray(self._task_stride)
-        pack_ptr = struct.Struct(self._ptr_fmt).pack_into
-        pack_ptr(task, self._task_off["func"], fn.shim)
-        pack_ptr(task, self._task_off["args"], base)
-        pack_ptr(task, self._task_off["ret"], ret_addr)
+                            f"({len(args_blob) + abi.SLOT_SIZE:,} > {self._args_block.size:,} bytes): "
+                            "enlarge cfg['mem_layout']['args']")
+        tr.write(base, args_blob)
         tasks = self._sym["utvm_tasks"]
         tr.write(tasks, task)
-        tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", 1))
+        if self._num_tasks != 1:
+            tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", 1))
+            self._num_tasks = 1
         stack = self._stack_block
         try:
             stop = tr.run(self._sym["UTVMMain"], stack_base=stack.start, stack_size=stack.size,
@@ -354,8 +366,7 @@ class Session:
         if stop.kind != "done":
             self._raise_stop(fn, stop, timeout)
         done = tr.read(tasks, self._task_stride)
-        status = struct.unpack_from(self._order + "i", done, self._task_off["status"])[0]
-        error = struct.unpack_from(self._order + "i", done, self._task_off["error"])[0]
+        status, error = self._status.unpack_from(done, self._task_off["status"])
         return status, error, tr.read(ret_addr, abi.SLOT_SIZE)
 
     def _raise_stop(self, fn: "Function", stop: StopInfo, timeout: Optional[float]) -> None:
@@ -535,6 +546,7 @@ class Function:
         ret = sig.return_type
         self._ret = None if ret.kind == "void" else struct.Struct(order + abi.struct_format(ret, ptr))
         self._ret_kind = ret.kind
+        self._task = session._task_record(shim, len(self._params))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{p.type.spelling} {p.name}".replace("* ", "*") for p in self.signature.params)
