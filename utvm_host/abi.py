@@ -31,10 +31,11 @@ def is_supported_scalar(ctype: CType) -> bool:
 
 
 def is_data_pointer(ctype: CType) -> bool:
-    """True for pointers to scalars or void (what numpy arrays and tensors can be passed as)."""
+    """True for pointers to scalars, void, structs, unions or arrays: what numpy arrays and
+    tensors can be passed as (only scalar pointees have a dtype that is checked)."""
     if ctype.kind != "pointer" or ctype.pointee is None:
         return False
-    return ctype.pointee.kind == "void" or is_supported_scalar(ctype.pointee)
+    return ctype.pointee.kind in ("void", "struct", "union", "array") or is_supported_scalar(ctype.pointee)
 
 
 def struct_format(ctype: CType, pointer_size: int) -> str:
@@ -62,8 +63,9 @@ def c_type_name(ctype: CType) -> str:
 
 
 def numpy_dtype(ctype: CType) -> Optional[np.dtype]:
-    """The numpy dtype of a scalar C type; None for void (any dtype goes)."""
-    if ctype.kind == "void":
+    """The numpy dtype of a scalar C type; None for void, structs, unions and arrays (any
+    dtype goes: the bytes are passed as they are)."""
+    if not is_supported_scalar(ctype):
         return None
     if ctype.kind == "float":
         return np.dtype(np.float32 if ctype.size == 4 else np.float64)

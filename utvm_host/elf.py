@@ -32,7 +32,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from elftools.common.exceptions import ELFError
 from elftools.construct import ConstructError
+from elftools.dwarf.compileunit import CompileUnit
 from elftools.dwarf.die import DIE
+from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.elf.descriptions import describe_reloc_type
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationHandler, RelocationSection
@@ -250,6 +252,7 @@ def _apply_relocations(buf: bytearray, relsec: RelocationSection, symtab: Symbol
         buf[off:off + width] = new.to_bytes(width, order)
 
 
+_Sequence = Tuple[int, int, List[int], List[Tuple[Optional[str], int]]]
 _DWARF_SECTION_ATTRS = (
     "debug_info_sec", "debug_aranges_sec", "debug_abbrev_sec", "debug_frame_sec",
     "eh_frame_sec", "debug_str_sec", "debug_loc_sec", "debug_ranges_sec", "debug_line_sec",
@@ -273,6 +276,7 @@ class ElfFile:
         if blob[:4] != b"\x7fELF":
             raise BuildError(f"'{self.path}' is not an ELF file: "
                              f"bad magic number {blob[:4]!r} (expected b'\\x7fELF')")
+        self._data_cache: Dict[int, bytes] = {}
         try:
             self._elf = ELFFile(io.BytesIO(blob))
             hdr = self._elf.header
@@ -287,11 +291,12 @@ class ElfFile:
             raise BuildError(f"'{self.path}' is not an ELF file: {exc}") from exc
         self._by_name = {s.name: s for s in reversed(self.sections)}
         self._symbols: Optional[List[Symbol]] = None
-        self._dwarf_cache: Optional[object] = None   # DWARFInfo, or False when absent
+        self._sym_index: Optional[Dict[str, List[Symbol]]] = None
+        self._dwarf_cache: Union[DWARFInfo, None, bool] = None   # False: no DWARF
         self._signatures: Optional[Dict[str, Signature]] = None
         self._ctypes: Dict[int, CType] = {}
         self._types_index: Optional[Dict[str, DIE]] = None
-        self._lines: Optional[List[Tuple[int, int, List[int], List[Tuple[Optional[str], int]]]]] = None
+        self._lines: Optional[Tuple[List[_Sequence], List[int]]] = None
         self._funcs: Optional[Tuple[List[int], List[Symbol], List[int]]] = None
 
     # --- lifecycle --------------------------------------------------------------------
@@ -316,7 +321,13 @@ class ElfFile:
         return Section(name=sec.name, index=index, type=t if isinstance(t, str) else f"0x{t:x}",
                        addr=sec["sh_addr"], size=sec["sh_size"], align=sec["sh_addralign"] or 1,
                        flags=sec["sh_flags"], offset=sec["sh_offset"],
-                       _reader=lambda s=sec: bytes(s.data()))
+                       _reader=lambda: self._section_bytes(index))
+
+    def _section_bytes(self, index: int) -> bytes:
+        data = self._data_cache.get(index)
+        if data is None:
+            data = self._data_cache[index] = bytes(self._elf.get_section(index).data())
+        return data
 
     def get_section(self, name: str) -> Optional[Section]:
         """The first section called ``name``, or None."""
@@ -348,7 +359,11 @@ class ElfFile:
     def get_symbol(self, name: str) -> Optional[Symbol]:
         """The defined GLOBAL/WEAK symbol ``name`` if there is one (GLOBAL first), else the
         first symbol of that name, else None."""
-        found = [s for s in self.iter_symbols() if s.name == name]
+        if self._sym_index is None:
+            self._sym_index = {}
+            for s in self.iter_symbols():
+                self._sym_index.setdefault(s.name, []).append(s)
+        found = self._sym_index.get(name, [])
         for bind in ("GLOBAL", "WEAK"):
             for s in found:
                 if s.bind == bind and s.defined:
@@ -424,7 +439,7 @@ class ElfFile:
         return bytes(out)
 
     # --- DWARF ------------------------------------------------------------------------
-    def _dwarf(self):
+    def _dwarf(self) -> Optional[DWARFInfo]:
         """The DWARFInfo (relocated for ET_REL), or None without debug info; cached."""
         if self._dwarf_cache is None:
             self._dwarf_cache = False
@@ -437,7 +452,8 @@ class ElfFile:
                 self._dwarf_cache = dw
         return self._dwarf_cache or None
 
-    def _relocate(self, dw) -> None:
+    def _relocate(self, dw: DWARFInfo) -> None:
+        """Apply the relocations aimed at each DWARF section to its in-memory copy."""
         handler = RelocationHandler(self._elf)
         for attr in _DWARF_SECTION_ATTRS:
             desc = getattr(dw, attr, None)
@@ -557,7 +573,7 @@ class ElfFile:
             return CType("function", f"{ret.spelling} ({', '.join(args)})", None, False, False, None)
         return CType("unknown", name or "<unknown>", size, False, False, None)
 
-    def _file_name(self, cu, index: Optional[int]) -> Optional[str]:
+    def _file_name(self, cu: CompileUnit, index: Optional[int]) -> Optional[str]:
         """The path of file ``index`` of ``cu``'s line program (DWARF 5 counts from 0)."""
         lp = self._dwarf().line_program_for_CU(cu)
         if lp is None or index is None:
@@ -593,7 +609,7 @@ class ElfFile:
             return out
         defined = self.defined_symbols()
         has_symtab = self._elf.get_section_by_name(".symtab") is not None
-        candidates: Dict[str, List[Tuple[DIE, object]]] = {}
+        candidates: Dict[str, List[Tuple[DIE, CompileUnit]]] = {}
         for cu in dw.iter_CUs():
             for die in cu.get_top_DIE().iter_children():
                 if (die.tag != "DW_TAG_subprogram" or "DW_AT_declaration" in die.attributes
@@ -609,7 +625,7 @@ class ElfFile:
             out[name] = self._signature(name, die, cu)
         return out
 
-    def _pick(self, dies: List[Tuple[DIE, object]], sym: Optional[Symbol]) -> Tuple[DIE, object]:
+    def _pick(self, dies: List[Tuple[DIE, CompileUnit]], sym: Optional[Symbol]) -> Tuple[DIE, CompileUnit]:
         """Choose among DIEs claiming one name (an out-of-line copy and clones such as
         ``vadd.part.0`` share an abstract origin): the one whose start and size match the
         symbol, else the first."""
@@ -625,25 +641,26 @@ class ElfFile:
                     return die, cu
         return dies[0]
 
-    def _signature(self, name: str, die: DIE, cu) -> Signature:
-        src = die                                   # the abstract instance has the params
-        while "DW_AT_abstract_origin" in src.attributes:
-            src = src.get_DIE_from_attribute("DW_AT_abstract_origin")
-        children = [c for c in src.iter_children()]
-        if not any(c.tag == "DW_TAG_formal_parameter" for c in children):
-            children = list(die.iter_children()) or children
-            if "DW_AT_specification" in die.attributes and not any(
-                    c.tag == "DW_TAG_formal_parameter" for c in children):
-                children = list(die.get_DIE_from_attribute("DW_AT_specification").iter_children())
-        params = []
-        for c in children:
-            if c.tag == "DW_TAG_formal_parameter":
-                params.append(Parameter(self._name(c) or "", self._target(c)))
-        variadic = any(c.tag == "DW_TAG_unspecified_parameters" for c in children)
-        line = self._attr(die, "DW_AT_decl_line")
-        return Signature(name=name, return_type=self._target(die), params=tuple(params),
-                         variadic=variadic, file=self._file_name(cu, self._attr(die, "DW_AT_decl_file")),
-                         line=line)
+    def _signature(self, name: str, die: DIE, cu: CompileUnit) -> Signature:
+        """The parameter list comes from the abstract instance when ``die`` is a concrete
+        one (it is the source's list, with names), else from ``die``, else from the
+        declaration its DW_AT_specification names."""
+        chain = [die]                   # [abstract origins, deepest first], die, specification
+        d = die
+        while "DW_AT_abstract_origin" in d.attributes and len(chain) < 8:
+            d = d.get_DIE_from_attribute("DW_AT_abstract_origin")
+            chain.insert(0, d)
+        if "DW_AT_specification" in die.attributes:
+            chain.append(die.get_DIE_from_attribute("DW_AT_specification"))
+        kinds = ("DW_TAG_formal_parameter", "DW_TAG_unspecified_parameters")
+        kids = next((k for k in ([c for c in d.iter_children() if c.tag in kinds] for d in chain)
+                     if k), [])
+        params = tuple(Parameter(self._name(c) or "", self._target(c)) for c in kids
+                       if c.tag == "DW_TAG_formal_parameter")
+        return Signature(name=name, return_type=self._target(die), params=params,
+                         variadic=any(c.tag == "DW_TAG_unspecified_parameters" for c in kids),
+                         file=self._file_name(cu, self._attr(die, "DW_AT_decl_file")),
+                         line=self._attr(die, "DW_AT_decl_line"))
 
     # --- struct layout ----------------------------------------------------------------
     def struct_layout(self, name: str) -> Dict[str, Tuple[int, int]]:
@@ -697,7 +714,8 @@ class ElfFile:
                 out[mname] = (base + off, t.size or 0)
 
     # --- symbolization ----------------------------------------------------------------
-    def _line_table(self):
+    def _line_table(self) -> Tuple[List[_Sequence], List[int]]:
+        """Line-program sequences as (start, end, row addresses, rows), sorted by start."""
         if self._lines is None:
             seqs = []
             dw = self._dwarf()
@@ -725,14 +743,15 @@ class ElfFile:
                         addrs.append(st.address)
                         rows.append((files[st.file], st.line))
             seqs.sort(key=lambda s: s[0])
-            self._lines = seqs
+            self._lines = (seqs, [s[0] for s in seqs])
         return self._lines
 
     def _line_for(self, addr: int) -> Tuple[Optional[str], Optional[int]]:
-        for start, end, addrs, rows in self._line_table():
-            if start <= addr < end:
-                i = bisect.bisect_right(addrs, addr) - 1
-                return rows[i]
+        seqs, starts = self._line_table()
+        for k in range(bisect.bisect_right(starts, addr) - 1, -1, -1):
+            start, end, addrs, rows = seqs[k]
+            if addr < end:
+                return rows[bisect.bisect_right(addrs, addr) - 1]
         return None, None
 
     def _function_at(self, addr: int) -> Optional[Tuple[str, int]]:

@@ -25,7 +25,7 @@ import numpy as np
 from . import abi
 from .config import DeviceConfig
 from .elf import CType, ElfFile, Signature
-from .errors import (ConfigError, DeviceError, DeviceFault, DeviceTimeout, KernelError, LinkError,
+from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout, KernelError, LinkError,
                      TransportError, UtvmError)
 from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
@@ -282,7 +282,7 @@ class Session:
     # -- tensors -----------------------------------------------------------------------------
 
     def _alloc_heap(self, nbytes: int, align: int, what: str) -> Block:
-        return self.layout["heap"].alloc(max(nbytes, 1), owner="tensors", what=what, align=max(align, 16),
+        return self.layout["heap"].alloc(max(nbytes, 1), owner="", what=what, align=max(align, 16),
                                          hint="or free tensors you no longer need")
 
     def empty(self, shape: Union[int, Sequence[int]], dtype: Any = "float32") -> "Tensor":
@@ -359,6 +359,9 @@ class Session:
         try:
             stop = tr.run(self._sym["UTVMMain"], stack_base=stack.start, stack_size=stack.size,
                           stop_at=self._sym["UTVMDone"], timeout=timeout)
+        except ConnectionLost as exc:
+            recovered = self._recover(f"the device went away during '{fn.name}'")
+            raise ConnectionLost(f"{exc} before kernel '{fn.name}' ran; {recovered}") from None
         except BaseException:
             if not tr.alive:
                 self._recover("a call was interrupted")
