@@ -9,17 +9,14 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Tuple
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from utvm_host.elf import CType, ElfFile, Location  # noqa: E402
-from utvm_host.errors import BuildError  # noqa: E402
+from utvm_host.elf import CType, ElfFile, Location
+from utvm_host.errors import BuildError
 
 DATA = Path(__file__).resolve().parent / "data_elf"
 

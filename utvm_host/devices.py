@@ -110,7 +110,7 @@ def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[st
                       "cflags": [f"-march={isa}", f"-mabi={mabi}", "-mcmodel=medany", "--specs=picolibc.specs"]
                       + _COMMON_CFLAGS,
                       "runtime_cflags": list(_RUNTIME_CFLAGS),
-                      "ldflags": ["-Wl,--no-relax", "--specs=picolibc.specs"], "libs": ["-lm", "-lc", "-lgcc"],
+                      "ldflags": [f"-march={isa}", f"-mabi={mabi}", "-Wl,--no-relax", "--specs=picolibc.specs"], "libs": ["-lm", "-lc", "-lgcc"],
                       "package": "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"},
         "memory": memory,
         "mem_layout": _layout(order),

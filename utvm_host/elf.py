@@ -30,7 +30,7 @@ import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from elftools.common.exceptions import ELFError
+from elftools.common.exceptions import ELFError, ELFRelocationError
 from elftools.construct import ConstructError
 from elftools.dwarf.compileunit import CompileUnit
 from elftools.dwarf.die import DIE
@@ -38,7 +38,7 @@ from elftools.dwarf.dwarfinfo import DWARFInfo
 from elftools.elf.descriptions import describe_reloc_type
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationHandler, RelocationSection
-from elftools.elf.sections import SymbolTableSection
+from elftools.elf.sections import Section as ElfSection, SymbolTableSection
 
 from .errors import BuildError
 
@@ -296,7 +296,7 @@ class ElfFile:
         self._signatures: Optional[Dict[str, Signature]] = None
         self._ctypes: Dict[int, CType] = {}
         self._types_index: Optional[Dict[str, DIE]] = None
-        self._lines: Optional[Tuple[List[_Sequence], List[int]]] = None
+        self._lines: Optional[Tuple[List[_Sequence], List[int], List[int]]] = None
         self._funcs: Optional[Tuple[List[int], List[Symbol], List[int]]] = None
 
     # --- lifecycle --------------------------------------------------------------------
@@ -316,7 +316,7 @@ class ElfFile:
         return f"ElfFile({self.path!r}, {self.machine}, {self.elf_type})"
 
     # --- sections and symbols ---------------------------------------------------------
-    def _make_section(self, index: int, sec) -> Section:
+    def _make_section(self, index: int, sec: ElfSection) -> Section:
         t = sec["sh_type"]
         return Section(name=sec.name, index=index, type=t if isinstance(t, str) else f"0x{t:x}",
                        addr=sec["sh_addr"], size=sec["sh_size"], align=sec["sh_addralign"] or 1,
@@ -448,7 +448,11 @@ class ElfFile:
                     dw = self._elf.get_dwarf_info(relocate_dwarf_sections=False)
                     self._relocate(dw)
                 else:
-                    dw = self._elf.get_dwarf_info()
+                    try:
+                        dw = self._elf.get_dwarf_info()
+                    except ELFRelocationError as exc:    # a machine neither of us knows
+                        log.warning("%s: DWARF left unrelocated (%s)", self.path, exc)
+                        dw = self._elf.get_dwarf_info(relocate_dwarf_sections=False)
                 self._dwarf_cache = dw
         return self._dwarf_cache or None
 
@@ -714,8 +718,9 @@ class ElfFile:
                 out[mname] = (base + off, t.size or 0)
 
     # --- symbolization ----------------------------------------------------------------
-    def _line_table(self) -> Tuple[List[_Sequence], List[int]]:
-        """Line-program sequences as (start, end, row addresses, rows), sorted by start."""
+    def _line_table(self) -> Tuple[List[_Sequence], List[int], List[int]]:
+        """Line-program sequences as (start, end, row addresses, rows) sorted by start, their
+        starts, and the running maximum of their ends."""
         if self._lines is None:
             seqs = []
             dw = self._dwarf()
@@ -743,15 +748,21 @@ class ElfFile:
                         addrs.append(st.address)
                         rows.append((files[st.file], st.line))
             seqs.sort(key=lambda s: s[0])
-            self._lines = (seqs, [s[0] for s in seqs])
+            max_end, top = [], -1
+            for seq in seqs:
+                top = max(top, seq[1])
+                max_end.append(top)
+            self._lines = (seqs, [s[0] for s in seqs], max_end)
         return self._lines
 
     def _line_for(self, addr: int) -> Tuple[Optional[str], Optional[int]]:
-        seqs, starts = self._line_table()
-        for k in range(bisect.bisect_right(starts, addr) - 1, -1, -1):
-            start, end, addrs, rows = seqs[k]
+        seqs, starts, max_end = self._line_table()
+        k = bisect.bisect_right(starts, addr) - 1
+        while k >= 0 and max_end[k] > addr:     # only sequences that can still reach addr
+            _, end, addrs, rows = seqs[k]
             if addr < end:
                 return rows[bisect.bisect_right(addrs, addr) - 1]
+            k -= 1
         return None, None
 
     def _function_at(self, addr: int) -> Optional[Tuple[str, int]]:

@@ -105,7 +105,7 @@ class Linker:
     def _link(self, lib: Library, script: Path, out: Path, defsyms: Mapping[str, int], measure: bool) -> None:
         tc = self.toolchain
         cmd = [tc.cc, "-nostdlib", "-nostartfiles", "-static"] + tc.ldflags
-        cmd += [f"-Wl,-T,{script}", "-Wl,-e,0", "-Wl,--build-id=none"]
+        cmd += ["-T", str(script), "-Wl,-e,0", "-Wl,--build-id=none", "-Wl,--no-gc-sections"]
         if measure:  # keep unresolved symbols in the output's symbol table so we can name them
             cmd += ["-Wl,-q", "-Wl,--warn-unresolved-symbols"]
         cmd += [lib.path] + [f"-Wl,--defsym={name}=0x{addr:x}" for name, addr in sorted(defsyms.items())]

@@ -151,7 +151,8 @@ class Toolchain:
 
     def relocatable(self, objects: Sequence[PathLike], out: PathLike) -> None:
         """Combine objects into one relocatable object (``ld -r`` through the driver)."""
-        cmd = [self.cc, "-r", "-nostdlib"] + [f for f in self.ldflags if not f.startswith("-Wl,--no-relax")]
+        # Only the flags that pick the multilib/emulation: specs would add their own linker script.
+        cmd = [self.cc, "-r", "-nostdlib"] + [f for f in self.ldflags if not f.startswith(("-Wl,", "--specs="))]
         cmd += [str(o) for o in objects] + ["-o", str(out)]
         self.run(cmd, f"combining {len(objects)} object(s) with ld -r")
 
