@@ -26,11 +26,13 @@ import bisect
 import io
 import logging
 import os
+import struct
 import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from elftools.common.exceptions import ELFError, ELFRelocationError
+from elftools.elf import enums as _enums
 from elftools.construct import ConstructError
 from elftools.dwarf.compileunit import CompileUnit
 from elftools.dwarf.die import DIE
@@ -253,6 +255,20 @@ def _apply_relocations(buf: bytearray, relsec: RelocationSection, symtab: Symbol
 
 
 _Sequence = Tuple[int, int, List[int], List[Tuple[Optional[str], int]]]
+# gABI symbol table encodings (st_info type and binding, special st_shndx values).
+_SYM_TYPES = {0: "NOTYPE", 1: "OBJECT", 2: "FUNC", 3: "SECTION", 4: "FILE", 5: "COMMON", 6: "TLS",
+              10: "GNU_IFUNC"}
+_SYM_BINDS = {0: "LOCAL", 1: "GLOBAL", 2: "WEAK", 10: "GNU_UNIQUE"}
+_SPECIAL_SHNDX = {0: "SHN_UNDEF", 0xFFF1: "SHN_ABS", 0xFFF2: "SHN_COMMON"}
+# Names exactly as pyelftools spells them (its own enum tables), for the struct fast path.
+_E_MACHINE = {v: k for k, v in _enums.ENUM_E_MACHINE.items() if isinstance(v, int)}
+_E_TYPE = {v: k for k, v in _enums.ENUM_E_TYPE.items() if isinstance(v, int)}
+_SH_TYPE_BASE = {v: k for k, v in _enums.ENUM_SH_TYPE_BASE.items() if isinstance(v, int)}
+_SH_TYPE_MACHINE = {
+    machine: {v: k for k, v in table.items() if isinstance(v, int)}
+    for machine, table in (("EM_ARM", _enums.ENUM_SH_TYPE_ARM), ("EM_AARCH64", _enums.ENUM_SH_TYPE_AARCH64),
+                           ("EM_X86_64", _enums.ENUM_SH_TYPE_AMD64), ("EM_MIPS", _enums.ENUM_SH_TYPE_MIPS),
+                           ("EM_RISCV", _enums.ENUM_SH_TYPE_RISCV))}
 _DWARF_SECTION_ATTRS = (
     "debug_info_sec", "debug_aranges_sec", "debug_abbrev_sec", "debug_frame_sec",
     "eh_frame_sec", "debug_str_sec", "debug_loc_sec", "debug_ranges_sec", "debug_line_sec",
@@ -277,18 +293,21 @@ class ElfFile:
             raise BuildError(f"'{self.path}' is not an ELF file: "
                              f"bad magic number {blob[:4]!r} (expected b'\\x7fELF')")
         self._data_cache: Dict[int, bytes] = {}
-        try:
-            self._elf = ELFFile(io.BytesIO(blob))
-            hdr = self._elf.header
-            self.machine: str = str(hdr["e_machine"])
-            self.elf_class: int = self._elf.elfclass
-            self.little_endian: bool = bool(self._elf.little_endian)
-            self.elf_type: str = str(hdr["e_type"])
-            self.flags: int = int(hdr["e_flags"])
-            self.sections: List[Section] = [self._make_section(i, s) for i, s in
-                                            enumerate(self._elf.iter_sections()) if i > 0]
-        except (ELFError, ConstructError) as exc:
-            raise BuildError(f"'{self.path}' is not an ELF file: {exc}") from exc
+        self._blob = blob
+        self._elf_obj: Optional[ELFFile] = None
+        self._headers: Dict[int, Tuple[int, int, int, int, int]] = {}   # offset, size, type, flags, link
+        if not self._parse_headers_fast():
+            try:
+                hdr = self._elf.header
+                self.machine: str = str(hdr["e_machine"])
+                self.elf_class: int = self._elf.elfclass
+                self.little_endian: bool = bool(self._elf.little_endian)
+                self.elf_type: str = str(hdr["e_type"])
+                self.flags: int = int(hdr["e_flags"])
+                self.sections: List[Section] = [self._make_section(i, s) for i, s in
+                                                enumerate(self._elf.iter_sections()) if i > 0]
+            except (ELFError, ConstructError) as exc:
+                raise BuildError(f"'{self.path}' is not an ELF file: {exc}") from exc
         self._by_name = {s.name: s for s in reversed(self.sections)}
         self._symbols: Optional[List[Symbol]] = None
         self._sym_index: Optional[Dict[str, List[Symbol]]] = None
@@ -298,6 +317,68 @@ class ElfFile:
         self._types_index: Optional[Dict[str, DIE]] = None
         self._lines: Optional[Tuple[List[_Sequence], List[int], List[int]]] = None
         self._funcs: Optional[Tuple[List[int], List[Symbol], List[int]]] = None
+
+    @property
+    def _elf(self) -> ELFFile:
+        """pyelftools' view of the file, made on first use (DWARF, relocations)."""
+        if self._elf_obj is None:
+            try:
+                self._elf_obj = ELFFile(io.BytesIO(self._blob))
+            except (ELFError, ConstructError) as exc:
+                raise BuildError(f"'{self.path}' is not an ELF file: {exc}") from exc
+        return self._elf_obj
+
+    def _parse_headers_fast(self) -> bool:
+        """Read the ELF header and section headers with struct (gABI "ELF Header", "Sections").
+
+        Building pyelftools' ELFFile costs milliseconds per file, and load() reads several
+        files; the DWARF and relocation readers still go through pyelftools. Returns False
+        (and leaves the work to pyelftools, with its error messages) for anything unusual.
+        """
+        blob = self._blob
+        if len(blob) < 52 or blob[4] not in (1, 2) or blob[5] not in (1, 2):
+            return False
+        order = "<" if blob[5] == 1 else ">"
+        wide = blob[4] == 2
+        try:
+            if wide:
+                e_type, e_machine, _, _, _, e_shoff, e_flags, _, _, _, e_shentsize, e_shnum, e_shstrndx = \
+                    struct.unpack_from(order + "HHIQQQIHHHHHH", blob, 16)
+                shdr = struct.Struct(order + "IIQQQQIIQQ")
+            else:
+                e_type, e_machine, _, _, _, e_shoff, e_flags, _, _, _, e_shentsize, e_shnum, e_shstrndx = \
+                    struct.unpack_from(order + "HHIIIIIHHHHHH", blob, 16)
+                shdr = struct.Struct(order + "IIIIIIIIII")
+            if e_shnum == 0 or e_shentsize != shdr.size or e_shoff + e_shnum * shdr.size > len(blob) \
+                    or e_shstrndx >= e_shnum:
+                return False
+            machine = _E_MACHINE.get(e_machine)
+            if machine is None:
+                return False
+            headers = [shdr.unpack_from(blob, e_shoff + i * shdr.size) for i in range(e_shnum)]
+            _, _, _, _, str_off, str_size, *_ = headers[e_shstrndx]
+            names = blob[str_off:str_off + str_size]
+        except struct.error:
+            return False
+        self.machine = machine
+        self.elf_class = 64 if wide else 32
+        self.little_endian = order == "<"
+        self.elf_type = _E_TYPE.get(e_type, str(e_type))
+        self.flags = e_flags
+        types = dict(_SH_TYPE_BASE)
+        types.update(_SH_TYPE_MACHINE.get(machine, {}))
+        sections = []
+        for i, (name_off, sh_type, flags, addr, offset, size, link, info, align, _) in enumerate(headers):
+            if i == 0:
+                continue
+            end = names.find(b"\0", name_off)
+            name = names[name_off:end if end >= 0 else None].decode("utf-8", "replace")
+            sections.append(Section(name=name, index=i, type=types.get(sh_type, f"0x{sh_type:x}"), addr=addr,
+                                    size=size, align=align or 1, flags=flags, offset=offset,
+                                    _reader=lambda i=i: self._section_bytes(i)))
+            self._headers[i] = (offset, size, sh_type, flags, link)
+        self.sections = sections
+        return True
 
     # --- lifecycle --------------------------------------------------------------------
     def close(self) -> None:
@@ -326,7 +407,14 @@ class ElfFile:
     def _section_bytes(self, index: int) -> bytes:
         data = self._data_cache.get(index)
         if data is None:
-            data = self._data_cache[index] = bytes(self._elf.get_section(index).data())
+            head = self._headers.get(index)
+            if head is not None and head[2] != 8 and not head[3] & 0x800:   # not NOBITS, not compressed
+                data = self._blob[head[0]:head[0] + head[1]]
+            elif head is not None and head[2] == 8:
+                data = b""
+            else:
+                data = bytes(self._elf.get_section(index).data())
+            self._data_cache[index] = data
         return data
 
     def get_section(self, name: str) -> Optional[Section]:
@@ -341,20 +429,38 @@ class ElfFile:
     def iter_symbols(self) -> Iterator[Symbol]:
         """Every ``.symtab`` symbol in table order, index 0 skipped (none if stripped)."""
         if self._symbols is None:
-            symtab = self._elf.get_section_by_name(".symtab")
-            syms: List[Symbol] = []
-            if isinstance(symtab, SymbolTableSection):
-                for i, s in enumerate(symtab.iter_symbols()):
-                    if i == 0:
-                        continue
-                    shndx = s["st_shndx"]
-                    syms.append(Symbol(name=s.name, value=s["st_value"], size=s["st_size"],
-                                       type=str(s["st_info"]["type"]).replace("STT_", "", 1),
-                                       bind=str(s["st_info"]["bind"]).replace("STB_", "", 1),
-                                       section_index=shndx,
-                                       section_name=self._section_name(shndx)))
-            self._symbols = syms
+            self._symbols = self._parse_symtab()
         return iter(self._symbols)
+
+    def _parse_symtab(self) -> List["Symbol"]:
+        # Decoded with struct straight from the section bytes (Elf32_Sym / Elf64_Sym, gABI
+        # "Symbol Table"): pyelftools' per-symbol construct parsing costs ~0.1 ms a symbol,
+        # which dominated load() time for libraries with a few hundred symbols.
+        symtab = self.get_section(".symtab")
+        if symtab is None or symtab.type != "SHT_SYMTAB":
+            return []
+        head = self._headers.get(symtab.index)
+        link = head[4] if head is not None else self._elf.get_section(symtab.index)["sh_link"]
+        strtab = self._section_bytes(link)
+        data = self._section_bytes(symtab.index)
+        order = "<" if self.little_endian else ">"
+        if self.elf_class == 64:
+            entry = struct.Struct(order + "IBBHQQ")
+            fields = lambda t: (t[0], t[4], t[5], t[1], t[3])       # name, value, size, info, shndx
+        else:
+            entry = struct.Struct(order + "IIIBBH")
+            fields = lambda t: (t[0], t[1], t[2], t[3], t[5])
+        syms: List[Symbol] = []
+        for i in range(1, len(data) // entry.size):
+            name_off, value, size, info, shndx = fields(entry.unpack_from(data, i * entry.size))
+            end = strtab.find(b"\0", name_off)
+            name = strtab[name_off:end if end >= 0 else None].decode("utf-8", "replace")
+            index: Union[int, str] = _SPECIAL_SHNDX.get(shndx, shndx)
+            syms.append(Symbol(name=name, value=value, size=size,
+                               type=_SYM_TYPES.get(info & 0xF, str(info & 0xF)),
+                               bind=_SYM_BINDS.get(info >> 4, str(info >> 4)),
+                               section_index=index, section_name=self._section_name(index)))
+        return syms
 
     def get_symbol(self, name: str) -> Optional[Symbol]:
         """The defined GLOBAL/WEAK symbol ``name`` if there is one (GLOBAL first), else the

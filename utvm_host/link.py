@@ -74,9 +74,9 @@ def describe_machine(machine: str, elf_class: int) -> str:
 
 def check_target(lib: Library, cfg: DeviceConfig) -> None:
     """Refuse a library built for another machine, word size or byte order than ``cfg``'s."""
-    with ElfFile(lib.path) as elf:
-        want = (cfg.abi["elf_machine"], cfg.abi["elf_class"], cfg.little_endian)
-        got = (elf.machine, elf.elf_class, elf.little_endian)
+    elf = lib.elf()
+    want = (cfg.abi["elf_machine"], cfg.abi["elf_class"], cfg.little_endian)
+    got = (elf.machine, elf.elf_class, elf.little_endian)
     if want != got:
         raise LinkError(
             f"cannot load '{lib.name}': it was built for {describe_machine(got[0], got[1])}"
@@ -124,8 +124,7 @@ class Linker:
         check_target(lib, self.cfg)
         self._count += 1
         stem = self.workdir / f"{self._count:03d}_{_safe(owner)}"
-        with ElfFile(lib.path) as obj:
-            own = set(obj.defined_symbols())
+        own = set(lib.elf().defined_symbols())
         defsyms = {n: a for n, a in externs.items() if n not in own}
 
         starts = {s: self.layout[r].start for s, r in SECTION_REGIONS.items()}

@@ -258,8 +258,7 @@ class Session:
         self._owners[lib.name] = count
         owner = lib.name if count == 1 else f"{lib.name}#{count}"
         externs, providers = self._externs()
-        with ElfFile(lib.path) as obj:
-            needed = set(obj.undefined_symbols())
+        needed = set(lib.elf().undefined_symbols())
         image = self.linker.place(lib, owner, externs)
         self._write_image(image)
         deps = {providers[n] for n in needed if n in providers}
@@ -405,16 +404,13 @@ class Tensor:
         self.block = block
         self.shape = shape
         self.dtype = dtype
-        self.nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self.size = math.prod(shape)
+        self.nbytes = self.size * dtype.itemsize
         self._finalizer = weakref.finalize(self, _free_block, weakref.ref(session), block)
 
     @property
     def addr(self) -> int:
         return self.block.start
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
 
     @property
     def freed(self) -> bool:
@@ -580,7 +576,7 @@ class Function:
         slots: List[Tuple[_Param, Any]] = []
         for p, value in zip(params, args):
             if p.pointer:
-                if isinstance(value, Tensor):
+                if type(value) is Tensor:
                     if value.session is not session:
                         raise TypeError(f"{self._where(p)} is a tensor of another session")
                     if value.freed:
@@ -599,31 +595,36 @@ class Function:
             else:
                 slots.append((p, self._scalar(p, value)))
         self._check_lengths(slots)
-        heap = session.layout["heap"]
-        temps: List[Block] = []
+        tr = session.transport
+        scratch: Optional[Block] = None
+        offsets: Dict[int, int] = {}
         try:
-            for p, arr in arrays:
-                temps.append(session._alloc_heap(arr.nbytes, arr.dtype.alignment,
-                                                 f"argument '{p.name}' of {self.name}()"))
-            tr = session.transport
-            temp_of = {}
-            for (p, arr), block in zip(arrays, temps):
-                if arr.nbytes:
-                    tr.write(block.start, arr)
-                temp_of[p.index] = block.start
+            if arrays:  # one heap block holds every array copied for this call
+                total = 0
+                for p, arr in arrays:
+                    total = (total + 15) & ~15
+                    offsets[p.index] = total
+                    total += arr.nbytes
+                scratch = session._alloc_heap(total, 16, f"arguments of {self.name}()")
+                for p, arr in arrays:
+                    if arr.nbytes:
+                        tr.write(scratch.start + offsets[p.index], arr)
             for p, value in slots:
-                if p.pointer:
-                    addr = 0 if value is None else value.addr if isinstance(value, Tensor) else temp_of[p.index]
-                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, addr)
-                else:
+                if not p.pointer:
                     p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, value)
+                elif type(value) is Tensor:
+                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, value.block.start)
+                elif value is None:
+                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, 0)
+                else:
+                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, scratch.start + offsets[p.index])
             status, error, ret = session._run_task(self, bytes(blob), session.timeout if timeout is None else timeout)
-            for (p, arr), block in zip(arrays, temps):
+            for p, arr in arrays:
                 if not p.const and arr.nbytes:
-                    tr.readinto(block.start, arr)
+                    tr.readinto(scratch.start + offsets[p.index], arr)
         finally:
-            for block in temps:
-                heap.free(block)
+            if scratch is not None:
+                session.layout["heap"].free(scratch)
         value = None if self._ret is None else self._ret.unpack_from(ret)[0]
         if error and (value is None or value != 0):
             text = session.transport.read(session._sym["utvm_last_error"], 256).split(b"\0", 1)[0]
@@ -647,6 +648,11 @@ class Function:
             raise TypeError(f"{self._where(p)} may be written by the kernel, but the array is read-only")
 
     def _scalar(self, p: _Param, value: Any) -> Any:
+        kind = type(value)
+        if kind is int and p.kind != "float" and p.lo <= value <= p.hi:
+            return value                                          # the common cases, fast
+        if kind is float and p.kind == "float":
+            return value
         if isinstance(value, (np.ndarray, Tensor)):
             raise TypeError(f"{self._where(p)} takes a scalar, got {type(value).__name__}")
         if p.kind == "float":

@@ -70,19 +70,24 @@ class Library:
     sources: Tuple[str, ...] = ()
     warnings: str = ""
     _signatures: Optional[Dict[str, Signature]] = field(default=None, repr=False)
+    _elf: Optional[ElfFile] = field(default=None, repr=False)
+
+    def elf(self) -> ElfFile:
+        """The object, parsed once and kept (symbols and DWARF are cached in it)."""
+        if self._elf is None:
+            self._elf = ElfFile(self.path)
+        return self._elf
 
     def signatures(self) -> Dict[str, Signature]:
         """Kernel signatures read from the library's DWARF (shims excluded)."""
         if self._signatures is None:
-            with ElfFile(self.path) as elf:
-                self._signatures = {n: s for n, s in elf.signatures().items() if not n.startswith(SHIM_PREFIX)}
+            self._signatures = {n: s for n, s in self.elf().signatures().items() if not n.startswith(SHIM_PREFIX)}
         return self._signatures
 
     @property
     def size(self) -> int:
         """Bytes of allocatable sections in the object (before linking pulls in helpers)."""
-        with ElfFile(self.path) as elf:
-            return sum(s.size for s in elf.sections if s.alloc)
+        return sum(s.size for s in self.elf().sections if s.alloc)
 
 
 class Toolchain:
