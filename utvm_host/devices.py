@@ -55,6 +55,10 @@ def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: flo
     if machine not in _HOST_ABIS:
         raise ConfigError(f"the host device supports x86_64 and aarch64 machines; this one is {machine!r}")
     abi = _HOST_ABIS[machine]
+    if machine == "x86_64" and base_addr + memory_size > 1 << 31:
+        raise ConfigError(f"the host device's memory (0x{base_addr:x}-0x{base_addr + memory_size:x}) must end below "
+                          "2 GiB on x86_64: kernels are compiled for the small code model; lower base_addr "
+                          "or memory_size")
     # The stack comes first so that it sits at the bottom of the mapping: an overflow runs into
     # unmapped memory and faults instead of silently overwriting another section.
     layout = _layout([("stack", 1 * MiB), ("text", 8 * MiB), ("rodata", 4 * MiB), ("data", 2 * MiB),

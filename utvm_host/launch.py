@@ -108,6 +108,9 @@ class HostCpu:
                 raise TransportError(f"the host device could not map its memory at 0x{reply.addr:x}: "
                                      f"{os.strerror(reply.code)}; pick another base_addr in devices.host()"
                                      + (f"\n{detail}" if detail else ""))
+            if reply is not None and reply.op == "exited":
+                raise TransportError(f"the host device process exited with status {reply.code} before it was "
+                                     "ready" + (f"; its log:\n{detail}" if detail else ""))
             raise TransportError(f"the host device process did not start within {timeout} s"
                                  + (f"; its log:\n{detail}" if detail else ""))
         log.debug("host CPU process %d ready", self.proc.pid)
