@@ -397,3 +397,18 @@ class TestSessionState:
             Session(devices.spike(isa="rv32imac")).open()
         assert str(e.value) == ("device 'spike-rv32imac' uses transport 'openocd', which this version of "
                                 "utvm-host cannot drive yet (only 'host'); build() and linking already work for it")
+
+
+class TestTracing:
+    def test_trace_logs_transfers_with_hex_dumps(self, host_cfg, caplog):
+        import logging
+        caplog.set_level(logging.DEBUG, logger="utvm_host.transport.tracing")
+        with Session(host_cfg, trace=True) as sess:
+            mod = sess.load(build([EXAMPLES / "dot.c"], host_cfg))
+            caplog.clear()
+            x = np.array([1, 2, 3, 4], np.int8)
+            assert mod["dot_i8"](x, x, 4) == 30
+        text = caplog.text
+        assert "write 0x%x, 4 bytes" % sess.layout["heap"].start in text   # the first array, at the heap start
+        assert "01 02 03 04" in text and "|....|" in text
+        assert "run   entry 0x" in text and "stop  StopInfo(kind='done'" in text

@@ -30,7 +30,7 @@ from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, Devi
 from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
 from .toolchain import SHIM_PREFIX, Library, build_runtime, library_from_object
-from .transport import HostTransport, StopInfo, Transport
+from .transport import HostTransport, StopInfo, TracingTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,12 @@ class Session:
 
     ``with Session(cfg) as sess:`` opens it (starting any processes the device needs) and
     closes it at the end, stopping them; ``load(lib)`` inside the block loads into it.
-    ``timeout`` (seconds) overrides ``cfg["timeout"]`` for every call.
+    ``timeout`` (seconds) overrides ``cfg["timeout"]`` for every call. ``trace=True`` (or the
+    environment variable ``UTVM_HOST_TRACE=1``) logs every transfer with a hex dump at DEBUG
+    level on the ``utvm_host.transport.tracing`` logger.
     """
 
-    def __init__(self, cfg: DeviceConfig, *, timeout: Optional[float] = None):
+    def __init__(self, cfg: DeviceConfig, *, timeout: Optional[float] = None, trace: Optional[bool] = None):
         if not isinstance(cfg, DeviceConfig):
             if isinstance(cfg, dict):
                 cfg = DeviceConfig(cfg)
@@ -85,6 +87,7 @@ class Session:
                 raise TypeError(f"Session() takes a device config from utvm_host.devices, got {type(cfg).__name__}")
         self.cfg: DeviceConfig = cfg.copy()
         self.timeout = float(timeout if timeout is not None else self.cfg.get("timeout", 10.0))
+        self.trace = bool(trace) if trace is not None else os.environ.get("UTVM_HOST_TRACE", "") not in ("", "0")
         self.transport: Optional[Transport] = None
         self.layout: Optional[MemoryLayout] = None
         self.runtime: Optional[LinkedImage] = None
@@ -122,6 +125,8 @@ class Session:
         try:
             memory = self.cfg["memory"][0]
             self.transport = HostTransport(memory["start"], memory["size"], log_dir=self.workdir)
+            if self.trace:
+                self.transport = TracingTransport(self.transport)
             self.linker = Linker(self.cfg, self.layout, self.workdir)
             self._load_runtime()
         except BaseException:

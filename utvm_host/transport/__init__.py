@@ -5,5 +5,6 @@ Every transport offers the same primitives (see :class:`Transport`): ``read(addr
 """
 from .base import StopInfo, Transport
 from .host import HostTransport
+from .tracing import TracingTransport, hexdump
 
-__all__ = ["StopInfo", "Transport", "HostTransport"]
+__all__ = ["StopInfo", "Transport", "HostTransport", "TracingTransport", "hexdump"]

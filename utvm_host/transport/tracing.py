@@ -1,0 +1,79 @@
+"""A transport wrapper that logs every transfer and run, with hex dumps of the bytes.
+
+Enable it with ``Session(cfg, trace=True)`` or ``UTVM_HOST_TRACE=1``; records go to the
+``utvm_host.transport.tracing`` logger at DEBUG level. It adds behaviour without touching the
+backend it wraps (the pattern of tvm.micro's debug transport).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from .base import StopInfo, Transport
+
+log = logging.getLogger(__name__)
+
+#: Bytes shown per transfer; the rest is summarised.
+DUMP_LIMIT = 256
+
+
+def hexdump(addr: int, data: bytes, limit: int = DUMP_LIMIT) -> str:
+    """``addr: 16 bytes in hex  |ascii|`` lines for the first ``limit`` bytes of ``data``."""
+    lines = []
+    shown = bytes(data[:limit])
+    for off in range(0, len(shown), 16):
+        chunk = shown[off:off + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"  {addr + off:08x}: {chunk.hex(' '):<47}  |{text}|")
+    if len(data) > limit:
+        lines.append(f"  ... {len(data) - limit:,} more bytes")
+    return "\n".join(lines)
+
+
+def _dump_view(addr: int, view: memoryview) -> str:
+    text = hexdump(addr, view[:DUMP_LIMIT].tobytes())
+    if view.nbytes > DUMP_LIMIT:
+        text += f"\n  ... {view.nbytes - DUMP_LIMIT:,} more bytes"
+    return text
+
+
+class TracingTransport(Transport):
+    """Wraps another transport; every call is logged, then forwarded unchanged."""
+
+    def __init__(self, inner: Transport):
+        self.inner = inner
+        self.little_endian = inner.little_endian
+
+    def __getattr__(self, name: str):  # backend extras (restart, alive, cpu, ...) pass through
+        return getattr(self.inner, name)
+
+    def read(self, addr: int, n: int) -> bytes:
+        data = self.inner.read(addr, n)
+        log.debug("read  0x%x, %d bytes\n%s", addr, n, hexdump(addr, data))
+        return data
+
+    def readinto(self, addr: int, out) -> None:
+        self.inner.readinto(addr, out)
+        view = memoryview(out).cast("B")
+        log.debug("read  0x%x, %d bytes\n%s", addr, view.nbytes, _dump_view(addr, view))
+
+    def write(self, addr: int, data) -> None:
+        view = memoryview(data).cast("B")
+        log.debug("write 0x%x, %d bytes\n%s", addr, view.nbytes, _dump_view(addr, view))
+        self.inner.write(addr, data)
+
+    def fill(self, addr: int, size: int, value: int = 0) -> None:
+        log.debug("fill  0x%x, %d bytes with 0x%02x", addr, size, value)
+        self.inner.fill(addr, size, value)
+
+    def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
+            timeout: Optional[float]) -> StopInfo:
+        log.debug("run   entry 0x%x, stack 0x%x+%d, stop at %s, timeout %s s", entry, stack_base, stack_size,
+                  f"0x{stop_at:x}" if stop_at is not None else "-", timeout)
+        stop = self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout)
+        log.debug("stop  %s", stop)
+        return stop
+
+    def close(self) -> None:
+        log.debug("close")
+        self.inner.close()
