@@ -120,3 +120,14 @@ class TestLinkErrors:
         with pytest.raises(TypeError) as e:
             sess.load("vadd.c")
         assert str(e.value) == "load() takes a Library from build() or an object file (.o), got 'vadd.c'"
+
+
+class TestRuntimePortability:
+    def test_runtime_compiles_warning_free_for_every_target(self, cross_cfg, host_cfg, tmp_path):
+        from utvm_host.toolchain import DEVICE_STUBS
+        for cfg in (host_cfg, cross_cfg):
+            tc = Toolchain(cfg)
+            for src in sorted((DEVICE_STUBS / "runtime").glob("*.c")):
+                warnings = tc.compile(src, tmp_path / f"{src.stem}.o", cflags=["-Os", "-Wall", "-Wextra",
+                                      "-Wpedantic", "-Wconversion", "-Werror"], runtime=True)
+                assert warnings == ""

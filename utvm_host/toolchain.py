@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import abi
 from .config import DeviceConfig
@@ -303,6 +303,26 @@ def build(sources: Union[PathLike, Sequence[PathLike]], cfg: DeviceConfig, *, cf
     return Library(str(final / "lib.o"), lib_name, cfg["arch"], tuple(map(str, paths)), warnings)
 
 
+def _cached_entry(kind: str, key: str, make: Callable[[Path], None]) -> Path:
+    """The cache entry ``kind/key``, made by ``make(workdir)`` in a private folder and renamed
+    into place (atomic: a concurrent builder of the same entry loses the race harmlessly)."""
+    entry = cache_root() / kind / key[:32]
+    if not (entry / "lib.o").is_file():
+        cache_root().mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=cache_root()))
+        try:
+            make(work)
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(work, entry)
+            except OSError:
+                shutil.rmtree(work, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+    return entry
+
+
 def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] = None) -> Library:
     """Wrap an existing relocatable object (e.g. from TVM's LLVM backend) as a :class:`Library`,
     adding shims for its kernels. Cached by the object's content."""
@@ -312,20 +332,7 @@ def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] =
     tc = Toolchain(cfg)
     key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
                         "object": _sha256_file(src)})
-    entry = cache_root() / "obj" / key[:32]
-    if not (entry / "lib.o").is_file():
-        cache_root().mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="wrap-", dir=cache_root()))
-        try:
-            _add_shims(tc, [src.resolve()], work)
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(work, entry)
-            except OSError:
-                shutil.rmtree(work, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
+    entry = _cached_entry("obj", key, lambda work: _add_shims(tc, [src.resolve()], work))
     return Library(str(entry / "lib.o"), name or src.stem, cfg["arch"], (str(src),))
 
 
@@ -336,25 +343,16 @@ def build_runtime(cfg: DeviceConfig) -> Library:
     key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
                         "runtime_cflags": tc.runtime_cflags,
                         "sources": [[p.name, _sha256_file(p)] for p in sources + [RUNTIME_INCLUDE / "utvm_runtime.h"]]})
-    entry = cache_root() / "runtime" / key[:32]
-    if not (entry / "lib.o").is_file():
-        cache_root().mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="runtime-", dir=cache_root()))
-        try:
-            objects = []
-            for src in sources:
-                obj = work / (src.stem + ".o")
-                tc.compile(src, obj, cflags=["-Os", "-Wall", "-Wextra"], runtime=True)
-                objects.append(obj)
-            tc.relocatable(objects, work / "lib.o")
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(work, entry)
-            except OSError:
-                shutil.rmtree(work, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
+
+    def make(work: Path) -> None:
+        objects = []
+        for src in sources:
+            obj = work / (src.stem + ".o")
+            tc.compile(src, obj, cflags=["-Os", "-Wall", "-Wextra"], runtime=True)
+            objects.append(obj)
+        tc.relocatable(objects, work / "lib.o")
+
+    entry = _cached_entry("runtime", key, make)
     return Library(str(entry / "lib.o"), "runtime", cfg["arch"], tuple(map(str, sources)))
 
 
