@@ -394,9 +394,10 @@ class TestSessionState:
 
     def test_non_host_transport_is_refused_plainly(self):
         with pytest.raises(UtvmError) as e:
-            Session(devices.spike(isa="rv32imac")).open()
-        assert str(e.value) == ("device 'spike-rv32imac' uses transport 'openocd', which this version of "
-                                "utvm-host cannot drive yet (only 'host'); build() and linking already work for it")
+            Session(devices.qemu("riscv32")).open()
+        assert str(e.value) == ("device 'qemu-riscv32' uses transport 'gdb', which this version of utvm-host "
+                                "cannot drive yet (only 'host' and 'openocd'); build() and linking already work "
+                                "for it")
 
 
 class TestTracing:

@@ -102,3 +102,24 @@ def unsupported_reason(sig) -> Optional[str]:
             return (f"parameter {i + 1} ({p.name or '?'}) has type {p.type.spelling}; kernels take pointers to "
                     "scalars, or integers, floats and doubles by value (pass a struct through a pointer)")
     return None
+
+
+#: RISC-V mcause exception codes (privileged spec, table "Machine cause register values").
+RISCV_CAUSES = {
+    0: "instruction address misaligned", 1: "instruction access fault", 2: "illegal instruction",
+    3: "breakpoint", 4: "load address misaligned", 5: "load access fault", 6: "store/AMO address misaligned",
+    7: "store/AMO access fault", 8: "environment call from U-mode", 9: "environment call from S-mode",
+    11: "environment call from M-mode", 12: "instruction page fault", 13: "load page fault",
+    15: "store/AMO page fault",
+}
+#: Causes whose mtval is the faulting data or instruction address.
+RISCV_ADDRESS_CAUSES = frozenset({0, 1, 4, 5, 6, 7, 12, 13, 15})
+
+
+def riscv_cause(mcause: int, xlen: int) -> str:
+    """``"illegal instruction (mcause 2)"``; interrupts say so."""
+    interrupt = mcause >> (xlen - 1) & 1
+    code = mcause & ((1 << (xlen - 1)) - 1)
+    if interrupt:
+        return f"unexpected interrupt {code} (mcause 0x{mcause:x})"
+    return f"{RISCV_CAUSES.get(code, 'exception')} (mcause {code})"

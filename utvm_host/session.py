@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import abi
+from . import abi, launch
 from .config import DeviceConfig
 from .elf import CType, ElfFile, Signature
 from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout, KernelError, LinkError,
@@ -30,7 +30,7 @@ from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, Devi
 from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
 from .toolchain import SHIM_PREFIX, Library, build_runtime, library_from_object
-from .transport import HostTransport, StopInfo, TracingTransport, Transport
+from .transport import HostTransport, OpenOcdTransport, StopInfo, TracingTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Session:
         self.workdir: Optional[Path] = None
         self._broken: Optional[str] = None
         self._owners: Dict[str, int] = {}
+        self._processes: list = []
         self._opened = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -115,26 +116,55 @@ class Session:
             return self
         self.cfg.validate()
         kind = self.cfg.transport_kind
-        if kind != "host":
+        if kind not in ("host", "openocd"):
             raise ConfigError(f"device '{self.cfg.name}' uses transport {kind!r}, which this version of "
-                              "utvm-host cannot drive yet (only 'host'); build() and linking already work "
-                              "for it")
+                              "utvm-host cannot drive yet (only 'host' and 'openocd'); build() and linking "
+                              "already work for it")
         self.layout = MemoryLayout([(r.name, r.start, r.size, r.align) for r in self.cfg.resolved_layout()])
         self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
         try:
-            memory = self.cfg["memory"][0]
-            self.transport = HostTransport(memory["start"], memory["size"], log_dir=self.workdir)
+            self.linker = Linker(self.cfg, self.layout, self.workdir)
+            self._place_runtime()
+            self.transport, preloaded = self._start_device()
             if self.trace:
                 self.transport = TracingTransport(self.transport)
-            self.linker = Linker(self.cfg, self.layout, self.workdir)
-            self._load_runtime()
+            self._write_runtime(image=not preloaded)
         except BaseException:
             self.close()
             raise
         self._opened = True
         log.info("session open on %s (%s)", self.cfg.name, self.workdir)
         return self
+
+    def _start_device(self) -> Tuple[Transport, bool]:
+        """Start (or attach to) the device; returns its transport and whether the runtime image
+        is already in its memory (Spike loads the runtime's ELF itself at start)."""
+        t = self.cfg["transport"]
+        if t["kind"] == "host":
+            memory = self.cfg["memory"][0]
+            return HostTransport(memory["start"], memory["size"], log_dir=self.workdir), False
+        preloaded = False
+        if t.get("launch") == "spike":
+            spike, rbb = launch.start_spike(t["isa"], [(m["start"], m["size"]) for m in self.cfg["memory"]],
+                                            Path(self.runtime.elf_path), self.workdir)
+            self._processes.append(spike)
+            ocd, tcl, _ = launch.start_openocd([], launch.spike_openocd_commands(rbb), self.workdir)
+            self._processes.append(ocd)
+            host, port, preloaded = "127.0.0.1", tcl, True
+        elif t.get("launch") == "openocd":
+            ocd, tcl, _ = launch.start_openocd(t.get("config_files", []), t.get("commands", []), self.workdir)
+            self._processes.append(ocd)
+            host, port = "127.0.0.1", tcl
+        else:
+            host, port = t.get("server_addr") or "127.0.0.1", int(t["server_port"])
+        riscv = self.cfg.abi["elf_machine"] == "EM_RISCV"
+        compressed = self.cfg.abi.get("thumb") or (riscv and "c" in self.cfg["arch"][4:]) or \
+            self.cfg["arch"].endswith("gc")
+        transport = OpenOcdTransport(host, port, little_endian=self.cfg.little_endian,
+                                     bp_length=2 if compressed else 4,
+                                     result_regs=("a0", "a1", "a2") if riscv else ("r0", "r1", "r2"))
+        return transport, preloaded
 
     def close(self) -> None:
         """Stop the device's processes and forget its state. Safe to call twice."""
@@ -148,6 +178,9 @@ class Session:
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        for proc in reversed(self._processes):
+            proc.stop()
+        self._processes = []
         if self.workdir is not None:
             self._finalizer()
             self.workdir = None
@@ -171,12 +204,17 @@ class Session:
 
     # -- runtime -----------------------------------------------------------------------------
 
-    def _load_runtime(self) -> None:
+    def _place_runtime(self) -> None:
+        """Link the runtime at its addresses and learn its symbols and struct layouts."""
         lib = build_runtime(self.cfg)
         self.runtime = self.linker.place(lib, "runtime", {})
         with ElfFile(self.runtime.elf_path) as elf:
             self._task_layout = elf.struct_layout("UTVMTask")
             task_size = elf.get_symbol("utvm_tasks").size
+            try:
+                self._fault_layout: Optional[Dict[str, Tuple[int, int]]] = elf.struct_layout("UTVMFault")
+            except KeyError:
+                self._fault_layout = None
         sym = self.runtime.symbols
         ptr = self.cfg.pointer_size
         self._ptr_fmt = ("<" if self.cfg.little_endian else ">") + ("I" if ptr == 4 else "Q")
@@ -190,17 +228,20 @@ class Session:
             raise LinkError("the device runtime's UTVMTask layout is unexpected (status, error not adjacent)")
         self._status = struct.Struct(self._order + "ii")
         self._num_tasks = -1
+        self._last_task: Optional[bytes] = None
         self._sym = sym
+        self._entry = sym.get("UTVMEntry", sym["UTVMMain"])
+        self._trapped = (1 << (8 * ptr)) - 1
         stack = self.layout["stack"]
         self._stack_block = stack.alloc(stack.size, owner="runtime", what="stack")
         ws = self.layout["workspace"]
         self._workspace_block = ws.alloc(ws.size, owner="runtime", what="workspace")
         args = self.layout["args"]
         self._args_block = args.alloc(args.size, owner="runtime", what="call arguments")
-        self._write_runtime()
 
-    def _write_runtime(self) -> None:
-        self._write_image(self.runtime)
+    def _write_runtime(self, image: bool = True) -> None:
+        if image:
+            self._write_image(self.runtime)
         pack = struct.Struct(self._ptr_fmt).pack
         self.transport.write(self._sym["utvm_workspace_base"], pack(self._workspace_block.start))
         self.transport.write(self._sym["utvm_workspace_size"], pack(self._workspace_block.size))
@@ -217,6 +258,7 @@ class Session:
         try:
             self.transport.restart()
             self._num_tasks = -1
+            self._last_task = None
             self._write_runtime()
             for mod in self.modules:
                 self._write_image(mod.image)
@@ -353,15 +395,18 @@ class Session:
             raise TypeError(f"{fn.name}() has too many arguments for the args region "
                             f"({len(args_blob) + abi.SLOT_SIZE:,} > {self._args_block.size:,} bytes): "
                             "enlarge cfg['mem_layout']['args']")
-        tr.write(base, args_blob)
+        if args_blob:
+            tr.write(base, args_blob)
         tasks = self._sym["utvm_tasks"]
-        tr.write(tasks, task)
+        if task is not self._last_task:
+            tr.write(tasks, task)
+            self._last_task = task
         if self._num_tasks != 1:
             tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", 1))
             self._num_tasks = 1
         stack = self._stack_block
         try:
-            stop = tr.run(self._sym["UTVMMain"], stack_base=stack.start, stack_size=stack.size,
+            stop = tr.run(self._entry, stack_base=stack.start, stack_size=stack.size,
                           stop_at=self._sym["UTVMDone"], timeout=timeout)
         except ConnectionLost as exc:
             recovered = self._recover(f"the device went away during '{fn.name}'")
@@ -372,12 +417,42 @@ class Session:
             raise
         if stop.kind != "done":
             self._raise_stop(fn, stop, timeout)
+        if stop.result is not None:  # the runtime's summary came back in registers
+            summary, lo, hi = stop.result
+            if summary == self._trapped:
+                self._raise_trap(fn)
+            if summary & 0xFFFF != 1:
+                raise DeviceError(f"kernel '{fn.name}' did not run: the runtime reports {summary & 0xFFFF} "
+                                  "tasks done; call sess.reset()")
+            mask = 0xFFFFFFFF
+            return 0, (summary >> 16) & 1, struct.pack(self._order + "II", lo & mask, hi & mask)
         done = tr.read(tasks, self._task_stride)
         status, error = self._status.unpack_from(done, self._task_off["status"])
         return status, error, tr.read(ret_addr, abi.SLOT_SIZE)
 
+    def _raise_trap(self, fn: "Function") -> None:
+        """The device's trap handler ran during the call: decode its record into DeviceFault."""
+        record = {}
+        fmt = struct.Struct(self._ptr_fmt)
+        if self._fault_layout is not None:
+            raw = self.transport.read(self._sym["utvm_fault"], max(o + s for o, s in self._fault_layout.values()))
+            record = {k: fmt.unpack_from(raw, o)[0] for k, (o, s) in self._fault_layout.items()}
+        mcause, mepc, mtval = record.get("mcause", 0), record.get("mepc"), record.get("mtval", 0)
+        xlen = 8 * self.cfg.pointer_size
+        cause = abi.riscv_cause(mcause, xlen)
+        code = mcause & ((1 << (xlen - 1)) - 1)
+        where = self._symbolize(mepc)
+        address = mtval if code in abi.RISCV_ADDRESS_CAUSES else None
+        recovered = self._recover(f"kernel '{fn.name}' trapped")
+        raise DeviceFault(f"kernel '{fn.name}' crashed: {cause} at {where}, mtval=0x{mtval:x}; {recovered}",
+                          cause=cause, pc=mepc, location=where, fault_address=address)
+
     def _raise_stop(self, fn: "Function", stop: StopInfo, timeout: Optional[float]) -> None:
         where = self._symbolize(stop.pc)
+        if stop.kind == "fault" and not stop.signo:
+            recovered = self._recover(f"kernel '{fn.name}' stopped unexpectedly")
+            raise DeviceFault(f"kernel '{fn.name}' stopped at {where}: {stop.detail}; {recovered}",
+                              cause=stop.detail, pc=stop.pc, location=where)
         if stop.kind == "fault":
             sig = signal.Signals(stop.signo)
             detail = _SIGNAL_CODES.get(sig, {}).get(stop.code)

@@ -336,10 +336,24 @@ def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] =
     return Library(str(entry / "lib.o"), name or src.stem, cfg["arch"], (str(src),))
 
 
+#: Per-architecture device code (entry, trap handler, HTIF), beside the portable runtime.
+ARCH_STUBS = {"EM_RISCV": "riscv", "EM_ARM": "cortexm"}
+
+
+def runtime_sources(cfg: DeviceConfig) -> List[Path]:
+    """The C and assembly files of the device runtime for ``cfg``: portable ones first."""
+    sources = sorted((DEVICE_STUBS / "runtime").glob("*.c"))
+    arch = ARCH_STUBS.get(cfg.abi["elf_machine"])
+    if arch:
+        folder = DEVICE_STUBS / arch
+        sources += sorted(folder.glob("*.c")) + sorted(folder.glob("*.S"))
+    return sources
+
+
 def build_runtime(cfg: DeviceConfig) -> Library:
     """The device runtime (device_stubs/runtime) for ``cfg``, as a relocatable object."""
     tc = Toolchain(cfg)
-    sources = sorted((DEVICE_STUBS / "runtime").glob("*.c"))
+    sources = runtime_sources(cfg)
     key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
                         "runtime_cflags": tc.runtime_cflags,
                         "sources": [[p.name, _sha256_file(p)] for p in sources + [RUNTIME_INCLUDE / "utvm_runtime.h"]]})
@@ -347,7 +361,7 @@ def build_runtime(cfg: DeviceConfig) -> Library:
     def make(work: Path) -> None:
         objects = []
         for src in sources:
-            obj = work / (src.stem + ".o")
+            obj = work / (src.name.replace(".", "_") + ".o")
             tc.compile(src, obj, cflags=["-Os", "-Wall", "-Wextra"], runtime=True)
             objects.append(obj)
         tc.relocatable(objects, work / "lib.o")

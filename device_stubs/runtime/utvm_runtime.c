@@ -40,7 +40,7 @@ volatile uintptr_t utvm_workspace_base;
 volatile uintptr_t utvm_workspace_size;
 volatile uintptr_t utvm_workspace_peak;   /* high-water mark in bytes, for the memory map */
 
-void UTVMDone(void) __attribute__((noinline, used));
+void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((noinline, used));
 void UTVMMain(void) __attribute__((noinline, used));
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -166,13 +166,16 @@ int memcmp(const void *a, const void *b, size_t n) {
 
 /* ---- task loop -------------------------------------------------------------------------- */
 
-void UTVMDone(void) {
-  /* The host stops here. The asm keeps the function from being merged or removed. */
-  __asm__ volatile("" ::: "memory");
+/* The host stops here. Its arguments land in registers, which a debugger transport reads at
+ * the stop instead of memory: summary = tasks done | (error flag << 16) (all ones when a trap
+ * handler jumped here), then the first task's return slot as two 32-bit words. */
+void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
+  __asm__ volatile("" : : "r"(summary), "r"(ret_lo), "r"(ret_hi) : "memory");
 }
 
 void UTVMMain(void) {
-  uint32_t i, n = utvm_num_tasks;
+  uint32_t i, n = utvm_num_tasks, any_error = 0;
+  uintptr_t ret_lo = 0, ret_hi = 0;
   ws_reset();
   utvm_tasks_done = 0;
   utvm_error_set = 0;
@@ -185,7 +188,15 @@ void UTVMMain(void) {
     t->status = shim((const void *)t->args, (void *)t->ret);
     t->error = (int32_t)utvm_error_set;
     utvm_tasks_done = i + 1;
-    if (t->error) break; /* a kernel reported an error: the rest of the batch does not run */
+    if (t->error) { /* a kernel reported an error: the rest of the batch does not run */
+      any_error = 1;
+      break;
+    }
   }
-  UTVMDone();
+  if (n > 0) {
+    volatile uint32_t *ret = (volatile uint32_t *)utvm_tasks[0].ret;
+    ret_lo = ret[0];
+    ret_hi = ret[1];
+  }
+  UTVMDone((uintptr_t)(utvm_tasks_done | (any_error << 16)), ret_lo, ret_hi);
 }

@@ -25,6 +25,9 @@ class StopInfo:
     code: int = 0
     fault_address: Optional[int] = None
     detail: str = ""
+    #: Registers the runtime's UTVMDone(summary, ret_lo, ret_hi) received, when the transport
+    #: reads them at the stop (saves memory reads on slow links); None otherwise.
+    result: Optional[tuple] = None
 
 
 class Transport(abc.ABC):

@@ -1,0 +1,222 @@
+"""OpenOCD's Tcl RPC as a transport: memory in 32-bit words, registers, breakpoints, run.
+
+Protocol (OpenOCD manual, "Tcl RPC server"): send a Tcl script terminated by ``\\x1a``, read
+the reply up to ``\\x1a``. Replies carry no error status, so every script is wrapped in
+``catch`` and a failure comes back as ``UTVM_ERROR <message>``: an OpenOCD error becomes a
+:class:`TransportError` naming the command, never a silently wrong value.
+
+Bulk data moves as ``write_memory ADDR 32 {w0 w1 ...}`` / ``read_memory ADDR 32 N``, chunked;
+bytes before the first and after the last aligned word go as 8-bit accesses.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..errors import ConnectionLost, TransportError, TransportTimeout
+from .base import StopInfo, Transport
+
+log = logging.getLogger(__name__)
+
+#: Words per write_memory/read_memory command (a script of ~11 KB).
+CHUNK_WORDS = 1024
+_TERM = b"\x1a"
+
+
+class OpenOcdTransport(Transport):
+    """A connection to OpenOCD's Tcl port controlling one halted target.
+
+    ``bp_length`` is the software breakpoint size (2 on RISC-V with the C extension and on
+    Thumb, else 4); ``result_regs`` are read after every run (the runtime's UTVMDone passes
+    its summary in them).
+    """
+
+    def __init__(self, host: str, port: int, *, little_endian: bool = True, bp_length: int = 4,
+                 result_regs: Sequence[str] = ("a0", "a1", "a2"), sp_reg: str = "sp",
+                 command_timeout: float = 10.0, connect_timeout: float = 5.0):
+        self.host, self.port = host, port
+        self.little_endian = little_endian
+        self.bp_length = bp_length
+        self.result_regs = list(result_regs)
+        self.sp_reg = sp_reg
+        self.command_timeout = command_timeout
+        self._breakpoints: Dict[int, int] = {}
+        self._word = struct.Struct(("<" if little_endian else ">") + "I")
+        self.sock: Optional[socket.socket] = None
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            try:
+                self.sock = socket.create_connection((host, port), timeout=command_timeout)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise ConnectionLost(f"cannot connect to OpenOCD's Tcl port at {host}:{port}: {exc}; "
+                                         "is OpenOCD running with `tcl_port " f"{port}`?") from exc
+                time.sleep(0.02)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = b""
+        self.halt()
+
+    # -- Tcl RPC -------------------------------------------------------------------------
+
+    def raw(self, script: str, timeout: Optional[float] = None) -> str:
+        """Send one Tcl script, return OpenOCD's reply text (no error checking)."""
+        if self.sock is None:
+            raise ConnectionLost("the OpenOCD connection is closed")
+        try:
+            self.sock.settimeout(timeout or self.command_timeout)
+            self.sock.sendall(script.encode() + _TERM)
+            while True:
+                end = self._buf.find(_TERM)
+                if end >= 0:
+                    reply, self._buf = self._buf[:end], self._buf[end + 1:]
+                    return reply.decode("utf-8", "replace")
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    raise ConnectionLost(f"OpenOCD at {self.host}:{self.port} closed the connection")
+                self._buf += chunk
+        except socket.timeout as exc:
+            raise TransportTimeout(f"OpenOCD did not answer {script[:60]!r} within "
+                                   f"{timeout or self.command_timeout:g} s") from exc
+        except OSError as exc:
+            raise ConnectionLost(f"lost the connection to OpenOCD at {self.host}:{self.port}: {exc}") from exc
+
+    def command(self, script: str, timeout: Optional[float] = None) -> str:
+        """Run ``script``; raise :class:`TransportError` with OpenOCD's message if it fails."""
+        reply = self.raw(f"if {{[catch {{{script}}} r]}} {{set r \"UTVM_ERROR $r\"}} else {{set r}}", timeout)
+        if reply.startswith("UTVM_ERROR"):
+            raise TransportError(f"OpenOCD failed `{script[:80]}`: {reply[11:].strip()}")
+        return reply
+
+    # -- memory --------------------------------------------------------------------------
+
+    def write(self, addr: int, data) -> None:
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        head = min((-addr) % 4, n)
+        if head:
+            self._write_bytes(addr, view[:head])
+        words = (n - head) // 4
+        pos = head
+        for first in range(0, words, CHUNK_WORDS):
+            count = min(CHUNK_WORDS, words - first)
+            chunk = view[pos:pos + 4 * count]
+            values = struct.unpack(f"{'<' if self.little_endian else '>'}{count}I", chunk)
+            self.command(f"write_memory 0x{addr + pos:x} 32 {{{' '.join(map(hex, values))}}}")
+            pos += 4 * count
+        if pos < n:
+            self._write_bytes(addr + pos, view[pos:])
+
+    def _write_bytes(self, addr: int, data: memoryview) -> None:
+        self.command(f"write_memory 0x{addr:x} 8 {{{' '.join(map(hex, data.tobytes()))}}}")
+
+    def read(self, addr: int, n: int) -> bytes:
+        out = bytearray()
+        head = min((-addr) % 4, n)
+        if head:
+            out += self._read_bytes(addr, head)
+        words = (n - head) // 4
+        pos = head
+        for first in range(0, words, CHUNK_WORDS):
+            count = min(CHUNK_WORDS, words - first)
+            values = self._parse_values(self.command(f"read_memory 0x{addr + pos:x} 32 {count}"), count, addr + pos)
+            out += struct.pack(f"{'<' if self.little_endian else '>'}{count}I", *values)
+            pos += 4 * count
+        if pos < n:
+            out += self._read_bytes(addr + pos, n - pos)
+        return bytes(out)
+
+    def _read_bytes(self, addr: int, n: int) -> bytes:
+        return bytes(self._parse_values(self.command(f"read_memory 0x{addr:x} 8 {n}"), n, addr))
+
+    @staticmethod
+    def _parse_values(reply: str, count: int, addr: int) -> List[int]:
+        try:
+            values = [int(v, 16) for v in reply.split()]
+        except ValueError:
+            values = []
+        if len(values) != count:
+            raise TransportError(f"OpenOCD returned {len(values)} values for a read of {count} at 0x{addr:x}: "
+                                 f"{reply[:120]!r}")
+        return values
+
+    # -- registers and control -----------------------------------------------------------
+
+    def get_regs(self, names: Iterable[str]) -> Dict[str, int]:
+        names = list(names)
+        reply = self.command(f"get_reg {{{' '.join(names)}}}")
+        parts = reply.split()
+        try:
+            regs = {parts[i]: int(parts[i + 1], 16) for i in range(0, len(parts) - 1, 2)}
+        except ValueError as exc:
+            raise TransportError(f"unexpected get_reg reply {reply[:120]!r}") from exc
+        return regs
+
+    def set_regs(self, values: Dict[str, int]) -> None:
+        self.command("set_reg {" + " ".join(f"{k} 0x{v:x}" for k, v in values.items()) + "}")
+
+    def halt(self) -> None:
+        self.command("halt")
+
+    def state(self) -> str:
+        return self.command("[target current] curstate").strip()
+
+    def set_breakpoint(self, addr: int) -> None:
+        if addr not in self._breakpoints:
+            reply = self.command(f"bp 0x{addr:x} {self.bp_length}")
+            if "breakpoint set" not in reply:
+                raise TransportError(f"OpenOCD did not set a breakpoint at 0x{addr:x}: {reply.strip()!r}")
+            self._breakpoints[addr] = self.bp_length
+
+    def clear_breakpoints(self) -> None:
+        for addr in list(self._breakpoints):
+            self.command(f"rbp 0x{addr:x}")
+            del self._breakpoints[addr]
+
+    def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
+            timeout: Optional[float]) -> StopInfo:
+        if stop_at is not None:
+            self.set_breakpoint(stop_at)
+        top = (stack_base + stack_size) & ~0xF
+        ms = int(1000 * (timeout if timeout is not None else 3600.0))
+        regs = " ".join(["pc"] + self.result_regs)
+        # One round trip: start, wait, read the stop registers. wait_halt does not fail on a
+        # timeout in OpenOCD 0.12 (check the state), and get_reg needs -force: without it, it
+        # returns the values set_reg left in the register cache.
+        reply = self.command(
+            f"set_reg {{pc 0x{entry:x} {self.sp_reg} 0x{top:x}}}; resume; wait_halt {ms}; "
+            f"if {{[[target current] curstate] ne \"halted\"}} {{set r UTVM_TIMEOUT}} "
+            f"else {{get_reg -force {{{regs}}}}}",
+            timeout=(timeout or 3600.0) + self.command_timeout)
+        if reply.strip() == "UTVM_TIMEOUT":
+            self.halt()
+            pc = self.get_regs(["-force pc"]).get("pc")
+            return StopInfo("timeout", pc=pc)
+        parts = reply.split()
+        values = {parts[i]: int(parts[i + 1], 16) for i in range(0, len(parts) - 1, 2)}
+        pc = values.get("pc")
+        result = tuple(values.get(r, 0) for r in self.result_regs)
+        if stop_at is not None and pc != stop_at:
+            return StopInfo("fault", pc=pc, detail=f"the core halted at 0x{pc:x} instead of the done symbol "
+                                                   f"(an ebreak or a debugger breakpoint in the kernel?)")
+        return StopInfo("done", pc=pc, result=result)
+
+    @property
+    def alive(self) -> bool:
+        return self.sock is not None
+
+    def restart(self) -> None:
+        """After a fault or timeout: make sure the core is halted and forget breakpoints (they are
+        set again on the next run, after the runtime's code has been rewritten)."""
+        self.halt()
+        self.clear_breakpoints()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
