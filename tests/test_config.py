@@ -20,6 +20,11 @@ class TestShapes:
             assert r.size > 0 and r.start % r.align == 0
             assert any(m["start"] <= r.start and r.end <= m["start"] + m["size"] for m in cfg["memory"])
 
+    def test_stack_sits_lowest_in_ram(self):
+        for cfg in (devices.host(), devices.spike(isa="rv32imac")):
+            spec = {r.name: r for r in cfg.resolved_layout()}
+            assert spec["stack"].start == cfg["memory"][0]["start"]
+
     def test_abis(self):
         assert devices.spike(isa="rv32imac").abi["pointer_size"] == 4
         assert devices.spike(isa="rv64imac").abi["pointer_size"] == 8
@@ -30,7 +35,7 @@ class TestShapes:
         cfg = devices.qemu("cortex-m3")
         spec = {r.name: r for r in cfg.resolved_layout()}
         assert spec["text"].start == 0x400 and spec["rodata"].start < 0x20000000
-        assert spec["data"].start == 0x20000000 and spec["stack"].start >= 0x20000000
+        assert spec["stack"].start == 0x20000000 and spec["data"].start == spec["stack"].end
 
     def test_seed_idiom_repacks_following_sections(self):
         cfg = devices.host()

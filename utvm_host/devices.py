@@ -104,7 +104,9 @@ def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[st
         rest = ram - sum(s for _, s in fixed)
     workspace = max((rest // 8) & ~0xFFF, 4 * KiB)
     heap = (rest - workspace) & ~0xFFF
-    order = fixed[:5] + [("heap", heap), ("workspace", workspace), fixed[5]]
+    # The stack comes first: an overflow runs below the start of RAM and faults (an access
+    # fault on Spike) instead of silently overwriting code or tensors.
+    order = [fixed[5]] + fixed[:5] + [("heap", heap), ("workspace", workspace)]
     cfg = DeviceConfig({
         "name": name,
         "arch": isa,
@@ -156,9 +158,10 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
         starts = {"text": code["start"] + 1 * KiB}   # the vector table sits at the very start
     order = [("text", 512 * KiB), ("rodata", 256 * KiB)]
     if code is not ram:
-        starts["data"] = ram["start"]
-    order += [("data", 64 * KiB), ("bss", 64 * KiB), ("args", 4 * KiB), ("heap", 2 * MiB),
-              ("workspace", 512 * KiB), ("stack", 64 * KiB)]
+        starts["stack"] = ram["start"]
+    # The stack first in RAM: an overflow runs below RAM and faults instead of corrupting data.
+    order += [("stack", 64 * KiB), ("data", 64 * KiB), ("bss", 64 * KiB), ("args", 4 * KiB), ("heap", 2 * MiB),
+              ("workspace", 512 * KiB)]
     cfg = DeviceConfig({
         "name": name,
         "arch": core,

@@ -6,6 +6,16 @@ void segv(int32_t offset) {
 }
 
 void illegal(void) {
+#if defined(__riscv)
+  __asm__ volatile(".4byte 0");     /* all zeros: an illegal instruction */
+#elif defined(__thumb__)
+  __asm__ volatile(".short 0xde00"); /* udf #0 */
+#else
+  __builtin_trap();                  /* ud2 on x86_64, brk/udf elsewhere */
+#endif
+}
+
+void trap_builtin(void) {
   __builtin_trap();
 }
 
@@ -22,3 +32,13 @@ static int32_t deep(int32_t n) {
 }
 
 int32_t overflow_stack(int32_t n) { return deep(n); }
+
+/* Loads a 32-bit word from an odd address (misaligned on strict targets). */
+int32_t load_misaligned(const uint8_t *p) {
+  return *(volatile const int32_t *)(p + 1);
+}
+
+/* Reads from an arbitrary address. */
+int32_t load_from(uintptr_t addr) {
+  return *(volatile const int32_t *)addr;
+}

@@ -145,9 +145,10 @@ class OpenOcdTransport(Transport):
 
     # -- registers and control -----------------------------------------------------------
 
-    def get_regs(self, names: Iterable[str]) -> Dict[str, int]:
+    def get_regs(self, names: Iterable[str], force: bool = True) -> Dict[str, int]:
+        """Register values; ``force`` re-reads them from the target (not OpenOCD's cache)."""
         names = list(names)
-        reply = self.command(f"get_reg {{{' '.join(names)}}}")
+        reply = self.command(f"get_reg {'-force ' if force else ''}{{{' '.join(names)}}}")
         parts = reply.split()
         try:
             regs = {parts[i]: int(parts[i + 1], 16) for i in range(0, len(parts) - 1, 2)}
@@ -183,25 +184,26 @@ class OpenOcdTransport(Transport):
         top = (stack_base + stack_size) & ~0xF
         ms = int(1000 * (timeout if timeout is not None else 3600.0))
         regs = " ".join(["pc"] + self.result_regs)
-        # One round trip: start, wait, read the stop registers. wait_halt does not fail on a
-        # timeout in OpenOCD 0.12 (check the state), and get_reg needs -force: without it, it
-        # returns the values set_reg left in the register cache.
+        # One round trip: start, wait, read the stop registers. wait_halt fails with an empty
+        # message on a timeout in OpenOCD 0.12 (so: catch it, then check the state), and get_reg
+        # needs -force: without it, it returns the values set_reg left in the register cache.
         reply = self.command(
-            f"set_reg {{pc 0x{entry:x} {self.sp_reg} 0x{top:x}}}; resume; wait_halt {ms}; "
+            f"set_reg {{pc 0x{entry:x} {self.sp_reg} 0x{top:x}}}; resume; catch {{wait_halt {ms}}}; "
             f"if {{[[target current] curstate] ne \"halted\"}} {{set r UTVM_TIMEOUT}} "
             f"else {{get_reg -force {{{regs}}}}}",
             timeout=(timeout or 3600.0) + self.command_timeout)
         if reply.strip() == "UTVM_TIMEOUT":
             self.halt()
-            pc = self.get_regs(["-force pc"]).get("pc")
+            pc = self.get_regs(["pc"]).get("pc")
             return StopInfo("timeout", pc=pc)
         parts = reply.split()
         values = {parts[i]: int(parts[i + 1], 16) for i in range(0, len(parts) - 1, 2)}
         pc = values.get("pc")
         result = tuple(values.get(r, 0) for r in self.result_regs)
         if stop_at is not None and pc != stop_at:
-            return StopInfo("fault", pc=pc, detail=f"the core halted at 0x{pc:x} instead of the done symbol "
-                                                   f"(an ebreak or a debugger breakpoint in the kernel?)")
+            return StopInfo("fault", pc=pc, detail="the core halted there instead of at the done symbol: an "
+                                                   "ebreak/bkpt instruction (e.g. __builtin_trap()) or a "
+                                                   "debugger breakpoint")
         return StopInfo("done", pc=pc, result=result)
 
     @property
