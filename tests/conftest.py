@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utvm_host import Session, build, devices
+from utvm_host import Session, ToolNotFoundError, build, devices
+from utvm_host import launch
 
 KERNELS = Path(__file__).parent / "kernels"
 EXAMPLES = Path(__file__).parent.parent / "examples" / "kernels"
@@ -42,16 +43,54 @@ def cross_cfg(request):
     return make()
 
 
+def require_spike() -> None:
+    """Spike, dtc, OpenOCD and the RISC-V compiler, or skip (fail under CI)."""
+    require_tool("riscv64-unknown-elf-gcc")
+    require_tool("openocd")
+    require_tool("dtc")
+    try:
+        launch.find_spike()
+    except ToolNotFoundError as exc:
+        if IN_CI:
+            pytest.fail(f"CI: {exc}")
+        pytest.skip(str(exc))
+
+
+#: The devices every shared test runs on: one fixture, one set of tests.
+DEVICES = {
+    "host": (None, devices.host),
+    "spike-rv32": (require_spike, lambda: devices.spike(isa="rv32imac")),
+    "spike-rv64": (require_spike, lambda: devices.spike(isa="rv64imac")),
+}
+
+
+def device_cfg(name: str):
+    requirement, make = DEVICES[name]
+    if requirement:
+        requirement()
+    return make()
+
+
 @pytest.fixture(scope="session")
 def host_cfg():
     return devices.host()
 
 
+@pytest.fixture(scope="module", params=list(DEVICES))
+def cfg(request):
+    """The device config of each device in DEVICES (tests using it run once per device)."""
+    return device_cfg(request.param)
+
+
+def is_host(cfg) -> bool:
+    return cfg.transport_kind == "host"
+
+
 @pytest.fixture(scope="module")
-def sess(host_cfg):
-    """One host session per test module (opening one costs a process start). Opened without
+def sess(cfg):
+    """One session per device and test module (opening one starts processes). Opened without
     `with`, so it is not the current session that a bare load() would use."""
-    s = Session(host_cfg).open()
+    s = Session(cfg).open()
     try:
         yield s
     finally:
@@ -59,9 +98,9 @@ def sess(host_cfg):
 
 
 @pytest.fixture(scope="module")
-def kernels(sess, host_cfg):
-    """The example kernels (vadd, dot_i8, matmul, matmul_i8) loaded once per module."""
-    lib = build([EXAMPLES / "vadd.c", EXAMPLES / "dot.c", EXAMPLES / "matmul.c"], host_cfg, cflags=["-O2"])
+def kernels(sess, cfg):
+    """The example kernels (vadd, dot_i8, matmul, matmul_i8) loaded once per module and device."""
+    lib = build([EXAMPLES / "vadd.c", EXAMPLES / "dot.c", EXAMPLES / "matmul.c"], cfg, cflags=["-O2"])
     return sess.load(lib)
 
 
@@ -70,8 +109,11 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def _host_cpu_children() -> list:
-    """PIDs of utvm_host_cpu processes whose parent is this Python process."""
+DEVICE_PROGRAMS = (b"utvm_host_cpu", b"spike", b"openocd")
+
+
+def _host_cpu_children(programs=DEVICE_PROGRAMS) -> list:
+    """PIDs of device processes (host CPU, Spike, OpenOCD) whose parent is this Python process."""
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
@@ -85,7 +127,8 @@ def _host_cpu_children() -> list:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and b"utvm_host_cpu" in cmd:
+        argv0 = cmd.split(b"\0", 1)[0].rsplit(b"/", 1)[-1]
+        if ppid == me and any(argv0.startswith(p) for p in programs):
             found.append(int(entry))
     return found
 
@@ -101,5 +144,5 @@ def pytest_sessionfinish(session, exitstatus):
     gc.collect()
     left = _host_cpu_children()
     if left:
-        print(f"\nERROR: {len(left)} utvm_host_cpu process(es) left running after the tests: {left}")
+        print(f"\nERROR: {len(left)} device process(es) left running after the tests: {left}")
         session.exitstatus = 1

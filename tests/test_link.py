@@ -85,8 +85,8 @@ class TestPlacement:
 
 
 class TestLinkErrors:
-    def test_undefined_symbols_are_named(self, sess, host_cfg):
-        lib = build([KERNELS / "undefined.c"], host_cfg)
+    def test_undefined_symbols_are_named(self, sess, cfg):
+        lib = build([KERNELS / "undefined.c"], cfg)
         with pytest.raises(LinkError) as e:
             sess.load(lib)
         assert e.value.undefined == ["also_missing", "nowhere_defined"]
@@ -96,18 +96,22 @@ class TestLinkErrors:
             "them to build(), or load the library that exports it first")
         assert [m.name for m in sess.modules if m.name == "undefined"] == []
 
-    def test_library_for_another_target_is_refused(self, sess, host_cfg):
+    def test_library_for_another_target_is_refused(self, sess, cfg, host_cfg):
         require_tool("riscv64-unknown-elf-gcc")
-        lib = build([EXAMPLES / "vadd.c"], devices.spike(isa="rv32imac"))
+        other = devices.spike(isa="rv32imac") if cfg.abi["elf_class"] == 64 else host_cfg
+        lib = build([EXAMPLES / "vadd.c"], other)
         with pytest.raises(LinkError) as e:
             sess.load(lib)
-        assert str(e.value) == (
-            "cannot load 'vadd': it was built for RISC-V 32-bit (EM_RISCV, ELFCLASS32), but the device 'host' "
-            "is x86_64 64-bit (EM_X86_64, ELFCLASS64); build it with build(sources, cfg) for this device")
+        names = {"host": "x86_64 64-bit (EM_X86_64, ELFCLASS64)", "rv32": "RISC-V 32-bit (EM_RISCV, ELFCLASS32)",
+                 "rv64": "RISC-V 64-bit (EM_RISCV, ELFCLASS64)"}
+        built = names["rv32" if other is not host_cfg else "host"]
+        device = names["host" if cfg.transport_kind == "host" else cfg["arch"][:4]]
+        assert str(e.value) == (f"cannot load 'vadd': it was built for {built}, but the device '{cfg.name}' is "
+                                f"{device}; build it with build(sources, cfg) for this device")
 
-    def test_object_file_from_elsewhere_loads(self, sess, host_cfg, tmp_path):
+    def test_object_file_from_elsewhere_loads(self, sess, cfg, tmp_path):
         # An object compiled by hand (as TVM's LLVM backend or a makefile would): load() adds shims.
-        tc = Toolchain(host_cfg)
+        tc = Toolchain(cfg)
         obj = tmp_path / "handmade.o"
         subprocess.run([tc.cc, "-c", "-g", "-O2", *tc.cflags, str(EXAMPLES / "dot.c"), "-o", str(obj)], check=True)
         mod = sess.load(str(obj))

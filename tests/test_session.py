@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS
+from conftest import EXAMPLES, KERNELS, is_host
 from utvm_host import KernelError, LayoutError, Session, UtvmError, build, devices, load
 
 
@@ -60,8 +60,8 @@ class TestKernelsMatchNumpy:
 
 
 @pytest.fixture(scope="module")
-def mixed(sess, host_cfg):
-    return sess.load(build([KERNELS / "mixed.c"], host_cfg))
+def mixed(sess, cfg):
+    return sess.load(build([KERNELS / "mixed.c"], cfg))
 
 
 class TestScalars:
@@ -155,8 +155,8 @@ class TestArgumentErrors:
         assert e.value.args[0] == ("no kernel 'vsub' in library 'vadd+dot+matmul'; "
                                    "it has: dot_i8, matmul, matmul_i8, vadd")
 
-    def test_struct_by_value_and_variadic_are_refused(self, sess, host_cfg):
-        mod = sess.load(build([KERNELS / "structs.c"], host_cfg))
+    def test_struct_by_value_and_variadic_are_refused(self, sess, cfg):
+        mod = sess.load(build([KERNELS / "structs.c"], cfg))
         try:
             with pytest.raises(TypeError) as e:
                 mod["sum_pair"]
@@ -179,8 +179,8 @@ class TestArgumentErrors:
 
 
 @pytest.fixture(scope="module")
-def checked(sess, host_cfg):
-    return sess.load(build([KERNELS / "checked.c"], host_cfg, include_dirs=[KERNELS / "inc"]))
+def checked(sess, cfg):
+    return sess.load(build([KERNELS / "checked.c"], cfg, include_dirs=[KERNELS / "inc"]))
 
 
 class TestKernelErrors:
@@ -290,11 +290,11 @@ class TestTensors:
 
 
 class TestLoadUnload:
-    def test_two_loaded_one_unloaded_third_placed_in_freed_space(self, host_cfg):
-        with Session(host_cfg) as sess:
-            big = build([EXAMPLES / "matmul.c"], host_cfg, name="big")
-            small = build([EXAMPLES / "vadd.c"], host_cfg, name="small")
-            third = build([EXAMPLES / "dot.c"], host_cfg, name="third")
+    def test_two_loaded_one_unloaded_third_placed_in_freed_space(self, cfg):
+        with Session(cfg) as sess:
+            big = build([EXAMPLES / "matmul.c"], cfg, name="big")
+            small = build([EXAMPLES / "vadd.c"], cfg, name="small")
+            third = build([EXAMPLES / "dot.c"], cfg, name="third")
             m1 = load(big)
             m2 = load(small)
             text1 = next(b for b in m1.image.blocks if b.what == ".text")
@@ -316,10 +316,10 @@ class TestLoadUnload:
             owners = {row.owner for row in sess.memory_map().rows}
             assert owners == {"runtime", "small", "third"}
 
-    def test_library_calls_another_library(self, host_cfg):
-        with Session(host_cfg) as sess:
-            base = sess.load(build([EXAMPLES / "vadd.c"], host_cfg))
-            user = sess.load(build([KERNELS / "uses_vadd.c"], host_cfg))
+    def test_library_calls_another_library(self, cfg):
+        with Session(cfg) as sess:
+            base = sess.load(build([EXAMPLES / "vadd.c"], cfg))
+            user = sess.load(build([KERNELS / "uses_vadd.c"], cfg))
             a = np.arange(8, dtype=np.float32); b = np.ones(8, np.float32); c = np.zeros(8, np.float32)
             user["vadd_twice"](a, b, c, 8)
             np.testing.assert_array_equal(c, 2 * a + b)
@@ -329,33 +329,35 @@ class TestLoadUnload:
             user.unload()
             base.unload()
 
-    def test_same_library_twice_gets_distinct_owners(self, host_cfg):
-        with Session(host_cfg) as sess:
-            lib = build([EXAMPLES / "vadd.c"], host_cfg)
+    def test_same_library_twice_gets_distinct_owners(self, cfg):
+        with Session(cfg) as sess:
+            lib = build([EXAMPLES / "vadd.c"], cfg)
             m1, m2 = sess.load(lib), sess.load(lib)
             assert (m1.name, m2.name) == ("vadd", "vadd#2")
             a = np.ones(3, np.float32); c = np.zeros(3, np.float32)
             m2["vadd"](a, a, c, 3)
             np.testing.assert_array_equal(c, [2, 2, 2])
 
-    def test_text_overflow_names_the_fix(self, host_cfg):
-        cfg = host_cfg.copy()
-        cfg["mem_layout"]["text"]["size"] = 1024          # the seed's idiom
+    def test_text_overflow_names_the_fix(self, cfg):
+        with Session(cfg) as probe:
+            text_size = probe.layout["text"].used + 256       # room for the runtime and a little more
+        cfg = cfg.copy()
+        cfg["mem_layout"]["text"]["size"] = text_size          # the seed's idiom
         with Session(cfg) as sess:
             runtime_text = sess.layout["text"].used
-            lib = build([EXAMPLES / "matmul.c", EXAMPLES / "vadd.c", EXAMPLES / "dot.c"], host_cfg,
+            lib = build([EXAMPLES / "matmul.c", EXAMPLES / "vadd.c", EXAMPLES / "dot.c"], cfg,
                         cflags=["-O3", "-funroll-loops"], name="big")
             with pytest.raises(LayoutError) as e:
                 sess.load(lib)
             err = e.value
-            assert (err.region, err.what, err.owner, err.capacity) == ("text", ".text", "big", 1024)
-            assert err.used == runtime_text and err.needed > 1024 - runtime_text
+            assert (err.region, err.what, err.owner, err.capacity) == ("text", ".text", "big", text_size)
+            assert err.used == runtime_text and err.needed > text_size - runtime_text
             assert str(err) == (
-                f"cannot place {err.needed:,} bytes of .text from 'big' in region 'text' (capacity 1,024, "
-                f"used {runtime_text:,}, free {1024 - runtime_text:,}): set cfg[\"mem_layout\"][\"text\"][\"size\"] "
+                f"cannot place {err.needed:,} bytes of .text from 'big' in region 'text' (capacity {text_size:,}, "
+                f"used {runtime_text:,}, free {text_size - runtime_text:,}): set cfg[\"mem_layout\"][\"text\"][\"size\"] "
                 f">= {err.required_size:,}; or unload a library (sess.memory_map() shows what is loaded)")
             assert sess.modules == [] and sess.layout["text"].used == runtime_text   # nothing half-loaded
-            cfg2 = host_cfg.copy()
+            cfg2 = cfg.copy()
             cfg2["mem_layout"]["text"]["size"] = err.required_size                   # the fix works
             with Session(cfg2) as sess2:
                 mod = sess2.load(lib)
@@ -363,34 +365,36 @@ class TestLoadUnload:
 
 
 class TestSessionState:
-    def test_load_outside_a_session(self, host_cfg):
-        lib = build([EXAMPLES / "vadd.c"], host_cfg)
+    def test_load_outside_a_session(self, cfg):
+        lib = build([EXAMPLES / "vadd.c"], cfg)
         with pytest.raises(UtvmError) as e:
             load(lib)
         assert str(e.value) == ("no open session: use `with Session(cfg) as sess:` and call load() inside it "
                                 "(or sess.load(lib))")
 
-    def test_closed_session_refuses(self, host_cfg):
-        sess = Session(host_cfg)
+    def test_closed_session_refuses(self, cfg):
+        sess = Session(cfg)
         with sess:
-            mod = sess.load(build([EXAMPLES / "vadd.c"], host_cfg))
+            mod = sess.load(build([EXAMPLES / "vadd.c"], cfg))
         with pytest.raises(UtvmError) as e:
             mod["vadd"](np.ones(1, np.float32), np.ones(1, np.float32), np.ones(1, np.float32), 1)
         assert str(e.value) == "module 'vadd' was unloaded; load its library again"
         with pytest.raises(UtvmError) as e:
-            sess.load(build([EXAMPLES / "vadd.c"], host_cfg))
+            sess.load(build([EXAMPLES / "vadd.c"], cfg))
         assert str(e.value) == "the session is closed; open a new one with `with Session(cfg) as sess:`"
 
-    def test_two_sessions_side_by_side(self, host_cfg):
-        cfg2 = devices.host(base_addr=0x30000000)
-        with Session(host_cfg) as s1, Session(cfg2) as s2:
-            lib1 = build([EXAMPLES / "vadd.c"], host_cfg)
-            m1, m2 = s1.load(lib1), s2.load(build([EXAMPLES / "vadd.c"], cfg2))
+    def test_two_sessions_side_by_side(self, cfg, host_cpu_children):
+        before = set(host_cpu_children())
+        with Session(cfg) as s1, Session(cfg) as s2:
+            lib = build([EXAMPLES / "vadd.c"], cfg)
+            m1, m2 = s1.load(lib), s2.load(lib)
             a = np.ones(4, np.float32); c1 = np.zeros(4, np.float32); c2 = np.zeros(4, np.float32)
             m1["vadd"](a, a, c1, 4)
             m2["vadd"](a, c1, c2, 4)
             np.testing.assert_array_equal(c2, [3, 3, 3, 3])
-            assert s1.transport.cpu.pid != s2.transport.cpu.pid
+            mine = set(host_cpu_children()) - before
+            assert len(mine) == (2 if is_host(cfg) else 4)     # a CPU each, or a Spike + OpenOCD each
+        assert set(host_cpu_children()) == before
 
     def test_non_host_transport_is_refused_plainly(self):
         with pytest.raises(UtvmError) as e:
@@ -401,11 +405,11 @@ class TestSessionState:
 
 
 class TestTracing:
-    def test_trace_logs_transfers_with_hex_dumps(self, host_cfg, caplog):
+    def test_trace_logs_transfers_with_hex_dumps(self, cfg, caplog):
         import logging
         caplog.set_level(logging.DEBUG, logger="utvm_host.transport.tracing")
-        with Session(host_cfg, trace=True) as sess:
-            mod = sess.load(build([EXAMPLES / "dot.c"], host_cfg))
+        with Session(cfg, trace=True) as sess:
+            mod = sess.load(build([EXAMPLES / "dot.c"], cfg))
             caplog.clear()
             x = np.array([1, 2, 3, 4], np.int8)
             assert mod["dot_i8"](x, x, 4) == 30

@@ -106,8 +106,9 @@ class Linker:
         tc = self.toolchain
         cmd = [tc.cc, "-nostdlib", "-nostartfiles", "-static"] + tc.ldflags
         cmd += ["-T", str(script), "-Wl,-e,0", "-Wl,--build-id=none", "-Wl,--no-gc-sections"]
-        if measure:  # keep unresolved symbols in the output's symbol table so we can name them
-            cmd += ["-Wl,-q", "-Wl,--warn-unresolved-symbols"]
+        if measure:  # keep unresolved symbols in the output's symbol table so we can name them;
+            # sections sit at their regions' starts and may overlap while only measuring
+            cmd += ["-Wl,-q", "-Wl,--warn-unresolved-symbols", "-Wl,--no-check-sections"]
         cmd += [lib.path] + [f"-Wl,--defsym={name}=0x{addr:x}" for name, addr in sorted(defsyms.items())]
         cmd += tc.libs + ["-o", str(out)]
         tc.run(cmd, f"linking '{lib.name}' for {self.cfg['arch']}")

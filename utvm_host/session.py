@@ -266,7 +266,8 @@ class Session:
             self._broken = f"{why}, and restarting the device failed: {exc}"
             return "restarting the device failed: call sess.reset()"
         n = len(self.modules)
-        return f"the device was restarted and {'its ' + _plural(n, 'library') if n else 'the runtime'} reloaded"
+        verb = getattr(self.transport, "RESTART_VERB", "restarted")
+        return f"the device was {verb} and {'its ' + _plural(n, 'library') if n else 'the runtime'} reloaded"
 
     def reset(self) -> None:
         """Restart the device and reload the runtime and every loaded library. Tensors are kept."""
@@ -281,7 +282,7 @@ class Session:
         symbols = dict(self.runtime.symbols)
         providers: Dict[str, Module] = {}
         for mod in self.modules:
-            for name, addr in mod.image.symbols.items():
+            for name, addr in mod.exports.items():
                 if name not in symbols:
                     symbols[name] = addr
                     providers[name] = mod
@@ -546,6 +547,10 @@ class Module:
         self.image = image
         self.deps = deps
         self.name = image.owner
+        # What other libraries may link against: the library's own globals, not the helpers
+        # the linker pulled into it from libgcc or the C library (each library keeps its own).
+        own = library.elf().defined_symbols()
+        self.exports = {n: a for n, a in image.symbols.items() if n in own}
         self._loaded = True
         self._functions: Dict[str, Function] = {}
         self.signatures = library.signatures()

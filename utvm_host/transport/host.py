@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 class HostTransport(Transport):
     """Memory ``[base, base + size)`` shared between Python and a :class:`HostCpu` child."""
 
+    RESTART_VERB = "restarted"
+
     def __init__(self, base: int, size: int, log_dir: Optional[Path] = None):
         self.base = base
         self.size = size

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Words per write_memory/read_memory command (a script of ~11 KB).
 CHUNK_WORDS = 1024
+#: How long the first wait for a halt lasts (same round trip as the start), then each later one.
+FIRST_WAIT_MS = 20
+WAIT_SLICE_MS = 100
 _TERM = b"\x1a"
 
 
@@ -33,6 +36,9 @@ class OpenOcdTransport(Transport):
     Thumb, else 4); ``result_regs`` are read after every run (the runtime's UTVMDone passes
     its summary in them).
     """
+
+    #: How recovery after a fault reads in messages ("the device was halted and ... reloaded").
+    RESTART_VERB = "halted"
 
     def __init__(self, host: str, port: int, *, little_endian: bool = True, bp_length: int = 4,
                  result_regs: Sequence[str] = ("a0", "a1", "a2"), sp_reg: str = "sp",
@@ -58,31 +64,44 @@ class OpenOcdTransport(Transport):
                 time.sleep(0.02)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = b""
+        self._pending = 0
         self.halt()
 
     # -- Tcl RPC -------------------------------------------------------------------------
 
     def raw(self, script: str, timeout: Optional[float] = None) -> str:
-        """Send one Tcl script, return OpenOCD's reply text (no error checking)."""
+        """Send one Tcl script, return OpenOCD's reply text (no error checking).
+
+        If an earlier call was interrupted (Ctrl-C) after sending, its reply is read and
+        dropped first, so replies never get out of step with commands.
+        """
         if self.sock is None:
             raise ConnectionLost("the OpenOCD connection is closed")
         try:
             self.sock.settimeout(timeout or self.command_timeout)
+            while self._pending:
+                self._reply()
             self.sock.sendall(script.encode() + _TERM)
-            while True:
-                end = self._buf.find(_TERM)
-                if end >= 0:
-                    reply, self._buf = self._buf[:end], self._buf[end + 1:]
-                    return reply.decode("utf-8", "replace")
-                chunk = self.sock.recv(1 << 16)
-                if not chunk:
-                    raise ConnectionLost(f"OpenOCD at {self.host}:{self.port} closed the connection")
-                self._buf += chunk
+            self._pending += 1
+            return self._reply()
         except socket.timeout as exc:
+            self.close()  # a reply may still come: this connection cannot be trusted any more
             raise TransportTimeout(f"OpenOCD did not answer {script[:60]!r} within "
                                    f"{timeout or self.command_timeout:g} s") from exc
         except OSError as exc:
             raise ConnectionLost(f"lost the connection to OpenOCD at {self.host}:{self.port}: {exc}") from exc
+
+    def _reply(self) -> str:
+        while True:
+            end = self._buf.find(_TERM)
+            if end >= 0:
+                reply, self._buf = self._buf[:end], self._buf[end + 1:]
+                self._pending -= 1
+                return reply.decode("utf-8", "replace")
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionLost(f"OpenOCD at {self.host}:{self.port} closed the connection")
+            self._buf += chunk
 
     def command(self, script: str, timeout: Optional[float] = None) -> str:
         """Run ``script``; raise :class:`TransportError` with OpenOCD's message if it fails."""
@@ -182,20 +201,26 @@ class OpenOcdTransport(Transport):
         if stop_at is not None:
             self.set_breakpoint(stop_at)
         top = (stack_base + stack_size) & ~0xF
-        ms = int(1000 * (timeout if timeout is not None else 3600.0))
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
         regs = " ".join(["pc"] + self.result_regs)
-        # One round trip: start, wait, read the stop registers. wait_halt fails with an empty
-        # message on a timeout in OpenOCD 0.12 (so: catch it, then check the state), and get_reg
-        # needs -force: without it, it returns the values set_reg left in the register cache.
-        reply = self.command(
-            f"set_reg {{pc 0x{entry:x} {self.sp_reg} 0x{top:x}}}; resume; catch {{wait_halt {ms}}}; "
-            f"if {{[[target current] curstate] ne \"halted\"}} {{set r UTVM_TIMEOUT}} "
-            f"else {{get_reg -force {{{regs}}}}}",
-            timeout=(timeout or 3600.0) + self.command_timeout)
-        if reply.strip() == "UTVM_TIMEOUT":
-            self.halt()
-            pc = self.get_regs(["pc"]).get("pc")
-            return StopInfo("timeout", pc=pc)
+        # OpenOCD serves one command at a time, so it waits in short slices (the first one in
+        # the same round trip as the start): a timeout or Ctrl-C is noticed within a slice.
+        # wait_halt fails with an empty message when the slice ends (catch it, check the state);
+        # get_reg needs -force, or it returns the values set_reg left in its register cache.
+        check = (f"if {{[[target current] curstate] ne \"halted\"}} {{set r UTVM_RUNNING}} "
+                 f"else {{get_reg -force {{{regs}}}}}")
+        try:
+            reply = self.command(f"set_reg {{pc 0x{entry:x} {self.sp_reg} 0x{top:x}}}; resume; "
+                                 f"catch {{wait_halt {FIRST_WAIT_MS}}}; {check}")
+            while reply.strip() == "UTVM_RUNNING":
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.halt()
+                    return StopInfo("timeout", pc=self.get_regs(["pc"]).get("pc"))
+                reply = self.command(f"catch {{wait_halt {max(1, min(WAIT_SLICE_MS, int(left * 1000)))}}}; {check}")
+        except KeyboardInterrupt:
+            self.halt()  # reads the interrupted reply first, then stops the core
+            raise
         parts = reply.split()
         values = {parts[i]: int(parts[i + 1], 16) for i in range(0, len(parts) - 1, 2)}
         pc = values.get("pc")
