@@ -96,6 +96,8 @@ class Session:
         self._broken: Optional[str] = None
         self._owners: Dict[str, int] = {}
         self._processes: list = []
+        #: The gdb port of the OpenOCD this session started (None otherwise), for debuggers.
+        self.gdb_port: Optional[int] = None
         self._opened = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -131,7 +133,7 @@ class Session:
                 self.transport = TracingTransport(self.transport)
             self._write_runtime(image=not preloaded)
         except BaseException:
-            self.close()
+            self.close(keep_logs=True)   # the error message may point at the processes' logs
             raise
         self._opened = True
         log.info("session open on %s (%s)", self.cfg.name, self.workdir)
@@ -149,11 +151,12 @@ class Session:
             spike, rbb = launch.start_spike(t["isa"], [(m["start"], m["size"]) for m in self.cfg["memory"]],
                                             Path(self.runtime.elf_path), self.workdir)
             self._processes.append(spike)
-            ocd, tcl, _ = launch.start_openocd([], launch.spike_openocd_commands(rbb), self.workdir)
+            ocd, tcl, self.gdb_port = launch.start_openocd([], launch.spike_openocd_commands(rbb), self.workdir)
             self._processes.append(ocd)
             host, port, preloaded = "127.0.0.1", tcl, True
         elif t.get("launch") == "openocd":
-            ocd, tcl, _ = launch.start_openocd(t.get("config_files", []), t.get("commands", []), self.workdir)
+            ocd, tcl, self.gdb_port = launch.start_openocd(t.get("config_files", []), t.get("commands", []),
+                                                           self.workdir)
             self._processes.append(ocd)
             host, port = "127.0.0.1", tcl
         else:
@@ -166,8 +169,9 @@ class Session:
                                      result_regs=("a0", "a1", "a2") if riscv else ("r0", "r1", "r2"))
         return transport, preloaded
 
-    def close(self) -> None:
-        """Stop the device's processes and forget its state. Safe to call twice."""
+    def close(self, keep_logs: bool = False) -> None:
+        """Stop the device's processes and forget its state. Safe to call twice. The session's
+        folder (links, logs) is removed unless ``keep_logs``."""
         for mod in self.modules:
             mod._loaded = False
             mod.image.close()
@@ -182,7 +186,10 @@ class Session:
             proc.stop()
         self._processes = []
         if self.workdir is not None:
-            self._finalizer()
+            if keep_logs:
+                self._finalizer.detach()
+            else:
+                self._finalizer()
             self.workdir = None
         self._opened = False
 
@@ -408,7 +415,7 @@ class Session:
         stack = self._stack_block
         try:
             stop = tr.run(self._entry, stack_base=stack.start, stack_size=stack.size,
-                          stop_at=self._sym["UTVMDone"], timeout=timeout)
+                          stop_at=self._sym["UTVMDone"], timeout=timeout, results=fn._result_regs)
         except ConnectionLost as exc:
             recovered = self._recover(f"the device went away during '{fn.name}'")
             raise ConnectionLost(f"{exc} before kernel '{fn.name}' ran; {recovered}") from None
@@ -631,6 +638,8 @@ class Function:
         self._ret = None if ret.kind == "void" else struct.Struct(order + abi.struct_format(ret, ptr))
         self._ret_kind = ret.kind
         self._task = session._task_record(shim, len(self._params))
+        # Registers the stop must report: the summary, then one 32-bit word per 4 return bytes.
+        self._result_regs = 1 + (0 if self._ret is None else (self._ret.size + 3) // 4)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{p.type.spelling} {p.name}".replace("* ", "*") for p in self.signature.params)

@@ -58,9 +58,10 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float]) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
         """Start the device at ``entry`` and wait until it reaches ``stop_at``, faults, or
-        ``timeout`` seconds pass."""
+        ``timeout`` seconds pass. ``results``: how many result registers the caller needs
+        (transports that read registers at the stop may read fewer)."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -72,7 +72,7 @@ class HostTransport(Transport):
         self.view[off:off + size] = bytes([value]) * size
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int] = None,
-            timeout: Optional[float] = None) -> StopInfo:
+            timeout: Optional[float] = None, results: Optional[int] = None) -> StopInfo:
         """Call ``entry`` (a ``void(void)`` function) on the device stack. ``stop_at`` is not
         needed here: the call returns. A fault or a timeout ends the CPU process; call
         :meth:`restart` before the next run."""

@@ -67,10 +67,11 @@ class TracingTransport(Transport):
         self.inner.fill(addr, size, value)
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float]) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
         log.debug("run   entry 0x%x, stack 0x%x+%d, stop at %s, timeout %s s", entry, stack_base, stack_size,
                   f"0x{stop_at:x}" if stop_at is not None else "-", timeout)
-        stop = self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout)
+        stop = self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout,
+                              results=results)
         log.debug("stop  %s", stop)
         return stop
 
