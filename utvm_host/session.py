@@ -165,7 +165,7 @@ class Session:
         compressed = self.cfg.abi.get("thumb") or (riscv and "c" in self.cfg["arch"][4:]) or \
             self.cfg["arch"].endswith("gc")
         transport = OpenOcdTransport(host, port, little_endian=self.cfg.little_endian,
-                                     bp_length=2 if compressed else 4,
+                                     bp_length=2 if compressed else 4, gdb_port=self.gdb_port,
                                      result_regs=("a0", "a1", "a2") if riscv else ("r0", "r1", "r2"))
         return transport, preloaded
 

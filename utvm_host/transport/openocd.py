@@ -18,6 +18,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import ConnectionLost, TransportError, TransportTimeout
 from .base import StopInfo, Transport
+from .rsp import RspClient
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ CHUNK_WORDS = 1024
 #: How long the first wait for a halt lasts (same round trip as the start), then each later one.
 FIRST_WAIT_MS = 20
 WAIT_SLICE_MS = 100
+#: Writes at least this long use the gdb port (when the transport has one).
+RSP_MIN_BYTES = 512
 _TERM = b"\x1a"
 
 
@@ -42,7 +45,7 @@ class OpenOcdTransport(Transport):
 
     def __init__(self, host: str, port: int, *, little_endian: bool = True, bp_length: int = 4,
                  result_regs: Sequence[str] = ("a0", "a1", "a2"), sp_reg: str = "sp",
-                 command_timeout: float = 10.0, connect_timeout: float = 5.0):
+                 command_timeout: float = 10.0, connect_timeout: float = 5.0, gdb_port: Optional[int] = None):
         self.host, self.port = host, port
         self.little_endian = little_endian
         self.bp_length = bp_length
@@ -65,6 +68,10 @@ class OpenOcdTransport(Transport):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = b""
         self._pending = 0
+        # Bulk transfers go through OpenOCD's gdb port when we started OpenOCD (binary X writes,
+        # 8 KiB m reads: faster on Spike than Tcl write_memory/read_memory, measured side by side).
+        self.gdb_port = gdb_port
+        self._rsp: Optional[RspClient] = None
         self.halt()
 
     # -- Tcl RPC -------------------------------------------------------------------------
@@ -115,6 +122,9 @@ class OpenOcdTransport(Transport):
     def write(self, addr: int, data) -> None:
         view = memoryview(data).cast("B")
         n = view.nbytes
+        if self.gdb_port is not None and n >= RSP_MIN_BYTES:
+            self._gdb().write_memory(addr, view)
+            return
         head = min((-addr) % 4, n)
         if head:
             self._write_bytes(addr, view[:head])
@@ -132,7 +142,14 @@ class OpenOcdTransport(Transport):
     def _write_bytes(self, addr: int, data: memoryview) -> None:
         self.command(f"write_memory 0x{addr:x} 8 {{{' '.join(map(hex, data.tobytes()))}}}")
 
+    def _gdb(self) -> RspClient:
+        if self._rsp is None:
+            self._rsp = RspClient(self.host, self.gdb_port, timeout=self.command_timeout)
+        return self._rsp
+
     def read(self, addr: int, n: int) -> bytes:
+        if self.gdb_port is not None and n >= RSP_MIN_BYTES:
+            return self._gdb().read_memory(addr, n)
         out = bytearray()
         head = min((-addr) % 4, n)
         if head:
@@ -244,7 +261,19 @@ class OpenOcdTransport(Transport):
         self.halt()
         self.clear_breakpoints()
 
+    def release_gdb_port(self) -> None:
+        """Close our connection to OpenOCD's gdb port so a debugger can use it (OpenOCD takes one
+        gdb connection per target); the next bulk write reconnects. The core stays halted."""
+        if self._rsp is not None:
+            self._rsp.close()
+            self._rsp = None
+            if self.state() != "halted":   # OpenOCD may resume the target when gdb detaches
+                self.halt()
+
     def close(self) -> None:
+        if self._rsp is not None:
+            self._rsp.close()
+            self._rsp = None
         if self.sock is not None:
             try:
                 self.sock.close()

@@ -1,0 +1,235 @@
+"""A GDB Remote Serial Protocol client: framing, checksums, acks and no-ack mode, memory.
+
+GDB manual, "Remote Protocol": a packet is ``$payload#cc`` where ``cc`` is the modulo-256 sum
+of the payload bytes in two hex digits; the receiver answers ``+`` (or ``-`` to ask for a
+resend) until both sides agree on ``QStartNoAckMode``. Binary data in ``X`` packets escapes
+``$ # } *`` as ``}`` followed by the byte xor 0x20. ``m``/``M`` carry hex.
+
+Today this serves bulk writes into an OpenOCD gdb port (``X`` is ~20% faster than Tcl
+``write_memory`` on Spike); the full GDB transport builds on it.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import socket
+from typing import Dict, Optional
+
+from ..errors import ConnectionLost, TransportError, TransportTimeout
+
+log = logging.getLogger(__name__)
+
+_ESCAPED = frozenset(b"$#}*")
+
+
+def checksum(payload: bytes) -> int:
+    return sum(payload) & 0xFF
+
+
+def frame(payload: bytes) -> bytes:
+    """``$payload#cc``."""
+    return b"$" + payload + b"#%02x" % checksum(payload)
+
+
+def escape(data: bytes) -> bytes:
+    """Binary data for an ``X`` packet."""
+    if not any(b in _ESCAPED for b in data):
+        return bytes(data)
+    out = bytearray()
+    for b in data:
+        if b in _ESCAPED:
+            out += bytes((0x7D, b ^ 0x20))
+        else:
+            out.append(b)
+    return bytes(out)
+
+
+def unescape(data: bytes) -> bytes:
+    out = bytearray()
+    it = iter(data)
+    for b in it:
+        out.append(next(it) ^ 0x20 if b == 0x7D else b)
+    return bytes(out)
+
+
+def expand_rle(payload: bytes) -> bytes:
+    """Undo run-length encoding (``x*n``: repeat x n-29 more times) in a reply."""
+    if b"*" not in payload:
+        return payload
+    out = bytearray()
+    i = 0
+    while i < len(payload):
+        if payload[i] == 0x2A and out:
+            out += out[-1:] * (payload[i + 1] - 29)
+            i += 2
+        else:
+            out.append(payload[i])
+            i += 1
+    return bytes(out)
+
+
+class PacketReader:
+    """Splits a byte stream into acks and packets, verifying checksums."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+
+    def next(self):
+        """('ack', b'+'|b'-'), ('packet', payload, ok), or None when more bytes are needed."""
+        while self.buf:
+            first = self.buf[:1]
+            if first in (b"+", b"-"):
+                self.buf = self.buf[1:]
+                return ("ack", first)
+            if first == b"$":
+                end = self.buf.find(b"#")
+                if end < 0 or len(self.buf) < end + 3:
+                    return None
+                payload, cc = self.buf[1:end], self.buf[end + 1:end + 3]
+                self.buf = self.buf[end + 3:]
+                try:
+                    ok = int(cc, 16) == checksum(payload)
+                except ValueError:
+                    ok = False
+                return ("packet", payload, ok)
+            self.buf = self.buf[1:]   # noise between packets (e.g. a stray ^C echo)
+        return None
+
+
+class RspClient:
+    """A connection to a GDB server (OpenOCD, QEMU, ...). ``packet()`` sends one packet and
+    returns the reply payload; errors are :class:`TransportError`s."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0):
+        self.host, self.port = host, port
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to the GDB server at {host}:{port}: {exc}") from exc
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = PacketReader()
+        self.ack = True
+        self.features: Dict[str, str] = {}
+        reply = self.packet(b"qSupported:multiprocess-;swbreak+;hwbreak+").decode()
+        for item in reply.split(";"):
+            if "=" in item:
+                k, v = item.split("=", 1)
+                self.features[k] = v
+            elif item:
+                self.features[item[:-1]] = item[-1]
+        self.packet_size = int(self.features.get("PacketSize", "400"), 16)
+        if self.features.get("QStartNoAckMode") == "+" and self.packet(b"QStartNoAckMode") == b"OK":
+            self.ack = False
+        self._binary: Optional[bool] = None
+
+    def _recv_packet(self) -> bytes:
+        while True:
+            item = self.reader.next()
+            if item is None:
+                try:
+                    chunk = self.sock.recv(1 << 16)
+                except socket.timeout as exc:
+                    raise TransportTimeout(f"the GDB server at {self.host}:{self.port} did not answer") from exc
+                if not chunk:
+                    raise ConnectionLost(f"the GDB server at {self.host}:{self.port} closed the connection")
+                self.reader.feed(chunk)
+                continue
+            if item[0] == "ack":
+                continue
+            _, payload, ok = item
+            if self.ack:
+                self.sock.sendall(b"+" if ok else b"-")
+            if ok or not self.ack:
+                return expand_rle(payload)
+
+    def packet(self, payload: bytes, retries: int = 3) -> bytes:
+        """Send ``payload`` framed; return the reply's payload. Resends on ``-`` (ack mode)."""
+        data = frame(payload)
+        for _ in range(retries):
+            try:
+                self.sock.sendall(data)
+            except OSError as exc:
+                raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
+            if self.ack:
+                nack = self._wait_ack()
+                if nack:
+                    continue
+            return self._recv_packet()
+        raise TransportError(f"the GDB server at {self.host}:{self.port} refused a packet {retries} times")
+
+    def _wait_ack(self) -> bool:
+        """True if the server asked for a resend."""
+        while True:
+            item = self.reader.next()
+            if item is None:
+                chunk = self.sock.recv(1 << 16)
+                if not chunk:
+                    raise ConnectionLost(f"the GDB server at {self.host}:{self.port} closed the connection")
+                self.reader.feed(chunk)
+                continue
+            if item[0] == "ack":
+                return item[1] == b"-"
+            # a packet before the ack: keep it for the reply
+            self.reader.buf = frame(item[1]) + self.reader.buf
+            return False
+
+    @staticmethod
+    def _check(reply: bytes, what: str) -> bytes:
+        if reply.startswith(b"E") and re.fullmatch(rb"E[0-9a-fA-F]{2}.*", reply):
+            raise TransportError(f"the GDB server refused {what}: {reply.decode(errors='replace')}")
+        return reply
+
+    def _chunk(self, addr: int, left: int) -> int:
+        """Bytes for the next packet: as gdb does, up to half the packet size (a hex reply must
+        fit), ending on a 4 KiB boundary when the transfer is longer."""
+        limit = min(0x2000, (self.packet_size - 32) // 2) if self.packet_size <= 0x4000 + 32 \
+            else min(0x2000, self.packet_size // 2)
+        limit = max(limit, 1)
+        n = min(limit, left)
+        if n == limit and n > 0x1000:
+            n -= (addr + n) % 0x1000
+        return n
+
+    def write_memory(self, addr: int, data: bytes) -> None:
+        """Binary ``X`` packets when the server takes them, else hex ``M``; chunked to PacketSize."""
+        view = memoryview(data)
+        if self._binary is None:
+            self._binary = self.packet(b"X%x,0:" % addr) == b"OK"
+        pos = 0
+        budget = self.packet_size - 64
+        while pos < len(view):
+            if self._binary:
+                # As gdb does: as many bytes as fit the packet once escaped (16 KiB on OpenOCD).
+                n = min(budget, len(view) - pos)
+                payload = escape(view[pos:pos + n])
+                while len(payload) > budget:
+                    n -= len(payload) - budget
+                    payload = escape(view[pos:pos + n])
+                body = b"X%x,%x:" % (addr + pos, n) + payload
+            else:
+                n = self._chunk(addr + pos, len(view) - pos)
+                body = b"M%x,%x:" % (addr + pos, n) + view[pos:pos + n].hex().encode()
+            self._check(self.packet(body), f"a write of {n} bytes at 0x{addr + pos:x}")
+            pos += n
+
+    def read_memory(self, addr: int, n: int) -> bytes:
+        """Hex ``m`` packets, chunked like :meth:`write_memory`."""
+        out = bytearray()
+        while len(out) < n:
+            k = self._chunk(addr + len(out), n - len(out))
+            reply = self._check(self.packet(b"m%x,%x" % (addr + len(out), k)), f"a read at 0x{addr + len(out):x}")
+            data = bytes.fromhex(reply.decode())
+            if len(data) != k:
+                raise TransportError(f"the GDB server returned {len(data)} bytes for a read of {k} at "
+                                     f"0x{addr + len(out):x}")
+            out += data
+        return bytes(out)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
