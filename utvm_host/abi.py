@@ -123,3 +123,26 @@ def riscv_cause(mcause: int, xlen: int) -> str:
     if interrupt:
         return f"unexpected interrupt {code} (mcause 0x{mcause:x})"
     return f"{RISCV_CAUSES.get(code, 'exception')} (mcause {code})"
+
+
+#: Cortex-M CFSR bits (Armv7-M ARM B3.2.15; Armv8-M adds STKOF), first match names the cause.
+CFSR_CAUSES = (
+    (16, "undefined instruction"), (17, "invalid state (a jump to an address without the Thumb bit?)"),
+    (18, "invalid exception return"), (19, "no coprocessor (is the FPU enabled?)"),
+    (20, "stack overflow (stack limit)"), (24, "unaligned access"), (25, "integer divide by zero"),
+    (0, "instruction access violation"), (1, "data access violation"), (4, "MemManage fault on exception entry"),
+    (8, "instruction bus error"), (9, "precise data bus error"), (10, "imprecise data bus error"),
+    (12, "bus fault on exception entry (stack overflow?)"), (11, "bus fault on exception return"),
+)
+CFSR_MMARVALID = 1 << 7
+CFSR_BFARVALID = 1 << 15
+
+
+def cortex_m_cause(cfsr: int, hfsr: int) -> str:
+    """``"precise data bus error (HardFault)"`` from the fault status registers."""
+    for bit, text in CFSR_CAUSES:
+        if cfsr >> bit & 1:
+            return f"{text} (HardFault)" if hfsr >> 30 & 1 else text
+    if hfsr >> 1 & 1:
+        return "vector table read fault (HardFault)"
+    return f"HardFault (HFSR=0x{hfsr:08x})"

@@ -26,7 +26,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from .errors import ConnectionLost, ToolNotFoundError, TransportError
 from .toolchain import DEVICE_STUBS, build_host_program
@@ -378,3 +378,40 @@ def spike_openocd_commands(rbb_port: int) -> list:
     return ["adapter driver remote_bitbang", "remote_bitbang host 127.0.0.1", f"remote_bitbang port {rbb_port}",
             "jtag newtap riscv cpu -irlen 5 -expected-id 0xdeadbeef",
             "target create riscv.cpu riscv -chain-position riscv.cpu"]
+
+
+def start_qemu(program: str, machine: str, elf: Path, log_dir: Path, extra: Sequence[str] = (),
+               timeout: float = 10.0, attempts: int = 3) -> tuple:
+    """Start a QEMU system emulator halted (``-S``) with its gdbstub on a free 127.0.0.1 port,
+    no monitor and no serial port, running ``elf``. Returns (process, gdb_port) once the port
+    accepts connections."""
+    qemu = require_program(program, "qemu-system-arm" if program.endswith("-arm") else "qemu-system-misc")
+    last: Optional[Exception] = None
+    for attempt in range(attempts):
+        port = free_port()
+        argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none", "-serial", "none",
+                "-kernel", str(elf), "-S", "-gdb", f"tcp:127.0.0.1:{port}"] + list(extra)
+        proc = ManagedProcess("qemu", argv, log_dir / f"qemu{'' if attempt == 0 else attempt}.log")
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    return proc, port
+                except OSError as exc:
+                    last = exc
+                if not proc.alive:
+                    tail = proc.log_tail()
+                    if "Address already in use" in tail or "Failed to find an available port" in tail:
+                        break
+                    raise TransportError(f"qemu exited (status {proc.proc.returncode if proc.proc else None}) "
+                                         f"before it was ready; the last lines of its log ({proc.log_path}):\n{tail}")
+                if time.monotonic() > deadline:
+                    raise TransportError(f"qemu's gdb port {port} did not open within {timeout:g} s; the last "
+                                         f"lines of its log ({proc.log_path}):\n{proc.log_tail()}")
+                time.sleep(0.01)
+        except BaseException:
+            proc.stop()
+            raise
+        proc.stop()
+    raise TransportError(f"could not start qemu on a free port after {attempts} attempts: {last}")

@@ -30,6 +30,7 @@ from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, Devi
 from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
 from .toolchain import SHIM_PREFIX, Library, build_runtime, library_from_object
+from .transport import gdb
 from .transport import HostTransport, OpenOcdTransport, StopInfo, TracingTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -118,10 +119,9 @@ class Session:
             return self
         self.cfg.validate()
         kind = self.cfg.transport_kind
-        if kind not in ("host", "openocd"):
+        if kind not in ("host", "openocd", "gdb"):
             raise ConfigError(f"device '{self.cfg.name}' uses transport {kind!r}, which this version of "
-                              "utvm-host cannot drive yet (only 'host' and 'openocd'); build() and linking "
-                              "already work for it")
+                              "utvm-host cannot drive (it knows 'host', 'openocd' and 'gdb')")
         self.layout = MemoryLayout([(r.name, r.start, r.size, r.align) for r in self.cfg.resolved_layout()])
         self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
@@ -146,6 +146,20 @@ class Session:
         if t["kind"] == "host":
             memory = self.cfg["memory"][0]
             return HostTransport(memory["start"], memory["size"], log_dir=self.workdir), False
+        riscv = self.cfg.abi["elf_machine"] == "EM_RISCV"
+        compressed = self.cfg.abi.get("thumb") or (riscv and "c" in self.cfg["arch"][4:]) or \
+            self.cfg["arch"].endswith("gc")
+        if t["kind"] == "gdb":
+            if t.get("launch") == "qemu":
+                qemu, port = launch.start_qemu(t["qemu"], t["machine"], Path(self.runtime.elf_path), self.workdir,
+                                               extra=["-bios", "none"] if riscv else [])
+                self._processes.append(qemu)
+                host, preloaded = "127.0.0.1", True
+            else:
+                host, port, preloaded = t.get("server_addr") or "127.0.0.1", int(t["server_port"]), False
+            regs = (gdb.RISCV32 if self.cfg.pointer_size == 4 else gdb.RISCV64) if riscv else gdb.ARM_M
+            return gdb.GdbTransport(host, port, regs, little_endian=self.cfg.little_endian,
+                                    bp_kind=2 if compressed else 4), preloaded
         preloaded = False
         if t.get("launch") == "spike":
             spike, rbb = launch.start_spike(t["isa"], [(m["start"], m["size"]) for m in self.cfg["memory"]],
@@ -161,9 +175,6 @@ class Session:
             host, port = "127.0.0.1", tcl
         else:
             host, port = t.get("server_addr") or "127.0.0.1", int(t["server_port"])
-        riscv = self.cfg.abi["elf_machine"] == "EM_RISCV"
-        compressed = self.cfg.abi.get("thumb") or (riscv and "c" in self.cfg["arch"][4:]) or \
-            self.cfg["arch"].endswith("gc")
         transport = OpenOcdTransport(host, port, little_endian=self.cfg.little_endian,
                                      bp_length=2 if compressed else 4, gdb_port=self.gdb_port,
                                      result_regs=("a0", "a1", "a2") if riscv else ("r0", "r1", "r2"))
@@ -445,6 +456,18 @@ class Session:
         if self._fault_layout is not None:
             raw = self.transport.read(self._sym["utvm_fault"], max(o + s for o, s in self._fault_layout.values()))
             record = {k: fmt.unpack_from(raw, o)[0] for k, (o, s) in self._fault_layout.items()}
+        if self.cfg.abi["elf_machine"] == "EM_ARM":
+            cfsr, hfsr = record.get("cfsr", 0), record.get("hfsr", 0)
+            cause = abi.cortex_m_cause(cfsr, hfsr)
+            pc = record.get("pc")
+            where = self._symbolize(pc)
+            address = record.get("bfar") if cfsr & abi.CFSR_BFARVALID else \
+                record.get("mmfar") if cfsr & abi.CFSR_MMARVALID else None
+            at = f" accessing address 0x{address:x}" if address is not None else ""
+            recovered = self._recover(f"kernel '{fn.name}' faulted")
+            raise DeviceFault(f"kernel '{fn.name}' crashed: {cause}{at} at {where}, CFSR=0x{cfsr:08x} "
+                              f"HFSR=0x{hfsr:08x}; {recovered}", cause=cause, pc=pc, location=where,
+                              fault_address=address)
         mcause, mepc, mtval = record.get("mcause", 0), record.get("mepc"), record.get("mtval", 0)
         xlen = 8 * self.cfg.pointer_size
         cause = abi.riscv_cause(mcause, xlen)

@@ -228,6 +228,75 @@ class RspClient:
             out += data
         return bytes(out)
 
+    # -- registers, breakpoints, execution ----------------------------------------------
+
+    def target_xml(self, annex: str = "target.xml") -> str:
+        """The target description (``qXfer:features:read``); empty if the server has none.
+        Reading it also tells QEMU that this client knows the register layout (QEMU ignores
+        ``P`` packets until then)."""
+        if self.features.get("qXfer:features:read") != "+":
+            return ""
+        out, offset = b"", 0
+        while True:
+            reply = self.packet(b"qXfer:features:read:%s:%x,%x" % (annex.encode(), offset, self.packet_size - 64))
+            if not reply or reply[:1] not in (b"m", b"l"):
+                break
+            out += reply[1:]
+            offset += len(reply) - 1
+            if reply[:1] == b"l":
+                break
+        return out.decode("utf-8", "replace")
+
+    def read_register(self, number: int, size: int, little_endian: bool = True) -> int:
+        """One register by its gdb number (``p``)."""
+        reply = self._check(self.packet(b"p%x" % number), f"reading register {number}")
+        raw = bytes.fromhex(reply.decode())[:size]
+        return int.from_bytes(raw, "little" if little_endian else "big")
+
+    def write_register(self, number: int, value: int, size: int, little_endian: bool = True) -> None:
+        """One register by its gdb number (``P``)."""
+        raw = value.to_bytes(size, "little" if little_endian else "big")
+        reply = self.packet(b"P%x=%s" % (number, raw.hex().encode()))
+        if reply != b"OK":
+            raise TransportError(f"the GDB server refused to write register {number}: {reply.decode(errors='replace')!r}")
+
+    def set_breakpoint(self, addr: int, kind: int, hardware: bool = False) -> None:
+        """``Z0`` (software) or ``Z1`` (hardware) breakpoint; ``kind`` is its size in bytes."""
+        reply = self.packet(b"Z%d,%x,%x" % (1 if hardware else 0, addr, kind))
+        if reply != b"OK":
+            raise TransportError(f"the GDB server did not set a breakpoint at 0x{addr:x}: {reply.decode(errors='replace')!r}")
+
+    def clear_breakpoint(self, addr: int, kind: int, hardware: bool = False) -> None:
+        self.packet(b"z%d,%x,%x" % (1 if hardware else 0, addr, kind))
+
+    def resume(self) -> None:
+        """``c``: continue; the stop reply comes later (:meth:`wait_stop`)."""
+        try:
+            self.sock.sendall(frame(b"c"))
+        except OSError as exc:
+            raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
+        if self.ack:
+            self._wait_ack()
+
+    def wait_stop(self, timeout: Optional[float]) -> Optional[bytes]:
+        """The stop reply (``T05...``, ``S05``, ``W00``...), or None after ``timeout`` seconds."""
+        old = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        try:
+            return self._recv_packet()
+        except TransportTimeout:
+            return None
+        finally:
+            self.sock.settimeout(old)
+
+    def interrupt(self, timeout: float = 5.0) -> bytes:
+        """Stop a running target (``\x03``) and return its stop reply."""
+        self.sock.sendall(b"\x03")
+        reply = self.wait_stop(timeout)
+        if reply is None:
+            raise TransportTimeout(f"the GDB server at {self.host}:{self.port} did not stop the target")
+        return reply
+
     def close(self) -> None:
         try:
             self.sock.close()

@@ -1,0 +1,105 @@
+"""Any GDB server as a transport (QEMU's gdbstub, OpenOCD's gdb port, J-Link, pyOCD), over
+the remote serial protocol client in :mod:`utvm_host.transport.rsp`.
+
+A run sets pc and sp (``P``), keeps a software breakpoint (``Z0``) at the done symbol, continues
+(``c``) and waits for the stop reply; on a timeout it interrupts (``\\x03``) and reports where
+the core was. At the stop it reads the result registers (``p``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+from ..errors import ConnectionLost, TransportError
+from .base import StopInfo, Transport
+from .rsp import RspClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """gdb register numbers of one architecture (as its target description numbers them)."""
+    pc: int
+    sp: int
+    results: Sequence[int]
+    size: int
+
+
+#: RISC-V: x0-x31 are 0-31 (sp = x2, a0-a2 = x10-x12), pc is 32. Arm M-profile: r0-r15, sp = r13, pc = r15.
+RISCV32 = RegisterMap(pc=32, sp=2, results=(10, 11, 12), size=4)
+RISCV64 = RegisterMap(pc=32, sp=2, results=(10, 11, 12), size=8)
+ARM_M = RegisterMap(pc=15, sp=13, results=(0, 1, 2), size=4)
+
+
+class GdbTransport(Transport):
+    """A connection to a GDB server controlling one halted target."""
+
+    RESTART_VERB = "halted"
+
+    def __init__(self, host: str, port: int, registers: RegisterMap, *, little_endian: bool = True,
+                 bp_kind: int = 4, timeout: float = 10.0):
+        self.little_endian = little_endian
+        self.regs = registers
+        self.bp_kind = bp_kind
+        self.rsp = RspClient(host, port, timeout=timeout)
+        self._breakpoints: Dict[int, int] = {}
+        self.target_xml = self.rsp.target_xml()
+        reply = self.rsp.packet(b"?")          # where the target is (QEMU -S: halted at reset)
+        log.debug("gdb server %s:%d stop status %r, features %s", host, port, reply, self.rsp.features)
+
+    def read(self, addr: int, n: int) -> bytes:
+        return self.rsp.read_memory(addr, n) if n else b""
+
+    def write(self, addr: int, data) -> None:
+        view = memoryview(data).cast("B")
+        if view.nbytes:
+            self.rsp.write_memory(addr, view)
+
+    def _reg(self, number: int) -> int:
+        return self.rsp.read_register(number, self.regs.size, self.little_endian)
+
+    def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
+            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+        if stop_at is not None and stop_at not in self._breakpoints:
+            self.rsp.set_breakpoint(stop_at & ~1, self.bp_kind)
+            self._breakpoints[stop_at] = self.bp_kind
+        size, le = self.regs.size, self.little_endian
+        self.rsp.write_register(self.regs.sp, (stack_base + stack_size) & ~0xF, size, le)
+        self.rsp.write_register(self.regs.pc, entry & ~1 if self.bp_kind == 2 and entry & 1 else entry, size, le)
+        self.rsp.resume()
+        try:
+            reply = self.rsp.wait_stop(timeout)
+        except KeyboardInterrupt:
+            self.rsp.interrupt()
+            raise
+        if reply is None:
+            self.rsp.interrupt()
+            return StopInfo("timeout", pc=self._reg(self.regs.pc))
+        if reply[:1] in (b"W", b"X"):
+            return StopInfo("lost", detail=f"the target exited (stop reply {reply.decode(errors='replace')!r})")
+        pc = self._reg(self.regs.pc)
+        if stop_at is not None and pc != stop_at & ~1:
+            return StopInfo("fault", pc=pc, detail="the core halted there instead of at the done symbol: an "
+                                                   "ebreak/bkpt instruction (e.g. __builtin_trap()) or a "
+                                                   "debugger breakpoint")
+        wanted = self.regs.results[:len(self.regs.results) if results is None else results]
+        values = tuple(self._reg(r) for r in wanted) + (0,) * (len(self.regs.results) - len(wanted))
+        return StopInfo("done", pc=pc, result=values)
+
+    @property
+    def alive(self) -> bool:
+        return self.rsp is not None
+
+    def restart(self) -> None:
+        """After a fault or timeout the target is already stopped; forget breakpoints (set again
+        on the next run, after the runtime's code has been rewritten)."""
+        for addr, kind in list(self._breakpoints.items()):
+            self.rsp.clear_breakpoint(addr & ~1, kind)
+        self._breakpoints.clear()
+
+    def close(self) -> None:
+        if self.rsp is not None:
+            self.rsp.close()
+            self.rsp = None
