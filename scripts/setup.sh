@@ -16,6 +16,8 @@ declare -A NEED=(
   [openocd]=openocd
   [dtc]=device-tree-compiler
   [gdb-multiarch]=gdb-multiarch
+  [qemu-system-riscv32]=qemu-system-misc
+  [qemu-system-arm]=qemu-system-arm
 )
 # files -> Debian package (C libraries for the cross compilers)
 declare -A NEED_FILES=(

@@ -56,11 +56,22 @@ def require_spike() -> None:
         pytest.skip(str(exc))
 
 
+def require_qemu(program: str, compiler: str):
+    def check() -> None:
+        require_tool(compiler)
+        require_tool(program)
+    return check
+
+
 #: The devices every shared test runs on: one fixture, one set of tests.
 DEVICES = {
     "host": (None, devices.host),
     "spike-rv32": (require_spike, lambda: devices.spike(isa="rv32imac")),
     "spike-rv64": (require_spike, lambda: devices.spike(isa="rv64imac")),
+    "qemu-riscv32": (require_qemu("qemu-system-riscv32", "riscv64-unknown-elf-gcc"), lambda: devices.qemu("riscv32")),
+    "qemu-riscv64": (require_qemu("qemu-system-riscv64", "riscv64-unknown-elf-gcc"), lambda: devices.qemu("riscv64")),
+    "qemu-cortex-m3": (require_qemu("qemu-system-arm", "arm-none-eabi-gcc"), lambda: devices.qemu("cortex-m3")),
+    "qemu-cortex-m33": (require_qemu("qemu-system-arm", "arm-none-eabi-gcc"), lambda: devices.qemu("cortex-m33")),
 }
 
 
@@ -109,7 +120,7 @@ def rng():
     return np.random.default_rng(1234)
 
 
-DEVICE_PROGRAMS = (b"utvm_host_cpu", b"spike", b"openocd")
+DEVICE_PROGRAMS = (b"utvm_host_cpu", b"spike", b"openocd", b"qemu-system")
 
 
 def _host_cpu_children(programs=DEVICE_PROGRAMS) -> list:

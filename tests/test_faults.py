@@ -31,20 +31,32 @@ CAUSES = {
              "illegal": "SIGILL (illegal operand)"},
     "riscv": {"store": "store/AMO access fault (mcause 7)", "load": "load access fault (mcause 5)",
               "illegal": "illegal instruction (mcause 2)", "misaligned": "load address misaligned (mcause 4)"},
+    "arm": {"store": "precise data bus error (HardFault)", "load": "precise data bus error (HardFault)",
+            "illegal": "undefined instruction (HardFault)"},
 }
-UNMAPPED = 0x30000000   # nothing is mapped there on the host device or on Spike
+CFSR = {"store": 0x8200, "load": 0x8200, "illegal": 0x10000}   # Cortex-M fault status for each
+UNMAPPED = 0x90000000   # nothing is mapped there on the host device, Spike or any QEMU machine
 
 
 def arch(cfg) -> str:
-    return "host" if is_host(cfg) else "riscv"
+    return "host" if is_host(cfg) else "arm" if cfg.abi["elf_machine"] == "EM_ARM" else "riscv"
 
 
-def expected(cfg, name: str, cause: str, location: str, address: int) -> str:
+def null_target(cfg) -> int:
+    """Where the store test writes: address 0, except on Cortex-M where 0 is code memory."""
+    return UNMAPPED if arch(cfg) == "arm" else 0
+
+
+def expected(cfg, name: str, kind: str, location: str, address: int) -> str:
+    cause = CAUSES[arch(cfg)][kind]
     verb = "restarted" if is_host(cfg) else "halted"
     tail = f"; the device was {verb} and its 2 libraries reloaded"
     if is_host(cfg):
         at = f" accessing address 0x{address:x}" if cause.startswith("SIGSEGV") else ""
         return f"kernel '{name}' crashed: {cause}{at} at {location}{tail}"
+    if arch(cfg) == "arm":
+        at = f" accessing address 0x{address:x}" if kind in ("store", "load") else ""
+        return f"kernel '{name}' crashed: {cause}{at} at {location}, CFSR=0x{CFSR[kind]:08x} HFSR=0x40000000{tail}"
     return f"kernel '{name}' crashed: {cause} at {location}, mtval=0x{address:x}{tail}"
 
 
@@ -65,13 +77,13 @@ def _vadd_works(vadd) -> None:
 class TestFaults:
     def test_store_fault_names_cause_address_and_line(self, cfg, sess, mods):
         faults, vadd = mods
+        target = null_target(cfg)
         with pytest.raises(DeviceFault) as e:
-            faults["segv"](0)
+            faults["segv"](target // 4)
         err = e.value
-        cause = CAUSES[arch(cfg)]["store"]
-        assert err.cause == cause and err.fault_address == 0
+        assert err.cause == CAUSES[arch(cfg)]["store"] and err.fault_address == target
         assert err.location.startswith("segv+0x") and err.location.endswith(f"(faults.c:{line_of('p[offset] = 1')})")
-        assert str(err) == expected(cfg, "segv", cause, err.location, 0)
+        assert str(err) == expected(cfg, "segv", "store", err.location, target)
         _vadd_works(vadd)
 
     def test_fault_address_is_reported(self, cfg, sess, mods):
@@ -89,17 +101,17 @@ class TestFaults:
         with pytest.raises(DeviceFault) as e:
             faults["illegal"]()
         err = e.value
-        cause = CAUSES[arch(cfg)]["illegal"]
-        assert err.cause == cause
+        assert err.cause == CAUSES[arch(cfg)]["illegal"]
         # The pc is the function's first instruction: its line is the function's or the asm's.
-        lines = {line_of("void illegal(void)"), line_of("ud2 on x86_64") if is_host(cfg) else line_of(".4byte 0")}
+        marker = {"host": "ud2 on x86_64", "riscv": ".4byte 0", "arm": "udf #0"}[arch(cfg)]
+        lines = {line_of("void illegal(void)"), line_of(marker)}
         assert err.location.startswith("illegal+0x") and any(err.location.endswith(f"(faults.c:{n})") for n in lines)
-        assert str(err) == expected(cfg, "illegal", cause, err.location, 0)
+        assert str(err) == expected(cfg, "illegal", "illegal", err.location, 0)
         _vadd_works(vadd)
 
     def test_misaligned_load(self, cfg, sess, mods):
-        if is_host(cfg):
-            pytest.skip("x86_64 and aarch64 allow misaligned loads")
+        if cfg["transport"].get("launch") != "spike":
+            pytest.skip("only Spike traps misaligned loads (x86_64, QEMU and Cortex-M perform them)")
         faults, vadd = mods
         buf = np.zeros(8, np.uint8)
         with pytest.raises(DeviceFault) as e:
@@ -114,12 +126,30 @@ class TestFaults:
             faults["trap_builtin"]()
         if is_host(cfg):
             assert e.value.cause == "SIGILL (illegal operand)"
-        else:   # ebreak enters the debugger: the core halts where it is
+        elif arch(cfg) == "arm":                      # gcc's __builtin_trap() is udf on Thumb
+            assert e.value.cause == "undefined instruction (HardFault)"
+        elif cfg["transport"]["kind"] == "openocd":   # ebreak enters the debugger: the core halts there
             assert str(e.value).startswith("kernel 'trap_builtin' stopped at trap_builtin+0x")
             assert "an ebreak/bkpt instruction (e.g. __builtin_trap())" in str(e.value)
+        else:                                         # QEMU's gdbstub leaves ebreak to the trap handler
+            assert e.value.cause == "breakpoint (mcause 3)"
+        _vadd_works(vadd)
+
+    def test_bkpt_is_a_fault_not_a_lockup(self, cfg, sess, mods):
+        # FACTS.md: a BKPT under QEMU with gdb attached locks the core up. With the runtime's own
+        # vector table it escalates to HardFault, which the handler reports like any fault.
+        if arch(cfg) != "arm":
+            pytest.skip("Cortex-M")
+        faults, vadd = mods
+        with pytest.raises(DeviceFault) as e:
+            faults["bkpt_insn"]()
+        assert e.value.cause == "breakpoint instruction (BKPT) (HardFault)"
+        assert e.value.location.startswith("bkpt_insn+0x")
         _vadd_works(vadd)
 
     def test_stack_overflow_faults_instead_of_corrupting(self, cfg, sess, mods):
+        if arch(cfg) == "arm":
+            pytest.skip("known gap: memory below RAM is not a fault on the QEMU mps2 boards, and no MPU guard yet")
         faults, vadd = mods
         with pytest.raises(DeviceFault) as e:
             faults["overflow_stack"](1)
@@ -152,7 +182,7 @@ class TestFaults:
         faults, vadd = mods
         t = sess.tensor(np.arange(10, dtype=np.float32))
         with pytest.raises(DeviceFault):
-            faults["segv"](0)
+            faults["segv"](UNMAPPED // 4)
         np.testing.assert_array_equal(t.numpy(), np.arange(10, dtype=np.float32))
         u = sess.empty((10,), "float32")
         vadd["vadd"](t, t, u, 10)
@@ -191,6 +221,6 @@ class TestFaults:
         time.sleep(0.05)
         with pytest.raises(ConnectionLost) as e:
             _vadd_works(vadd)
-        assert str(e.value) == ("the host device process went away: [Errno 32] Broken pipe before kernel 'vadd' "
-                                "ran; the device was restarted and its 2 libraries reloaded")
+        assert str(e.value) == ("the host device process went away: [Errno 32] Broken pipe while calling kernel "
+                                "'vadd'; the device was restarted and its 2 libraries reloaded")
         _vadd_works(vadd)

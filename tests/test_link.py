@@ -102,10 +102,12 @@ class TestLinkErrors:
         lib = build([EXAMPLES / "vadd.c"], other)
         with pytest.raises(LinkError) as e:
             sess.load(lib)
-        names = {"host": "x86_64 64-bit (EM_X86_64, ELFCLASS64)", "rv32": "RISC-V 32-bit (EM_RISCV, ELFCLASS32)",
-                 "rv64": "RISC-V 64-bit (EM_RISCV, ELFCLASS64)"}
-        built = names["rv32" if other is not host_cfg else "host"]
-        device = names["host" if cfg.transport_kind == "host" else cfg["arch"][:4]]
+        names = {("EM_X86_64", 64): "x86_64 64-bit (EM_X86_64, ELFCLASS64)",
+                 ("EM_RISCV", 32): "RISC-V 32-bit (EM_RISCV, ELFCLASS32)",
+                 ("EM_RISCV", 64): "RISC-V 64-bit (EM_RISCV, ELFCLASS64)",
+                 ("EM_ARM", 32): "Arm 32-bit (EM_ARM, ELFCLASS32)"}
+        built = names[(other.abi["elf_machine"], other.abi["elf_class"])]
+        device = names[(cfg.abi["elf_machine"], cfg.abi["elf_class"])]
         assert str(e.value) == (f"cannot load 'vadd': it was built for {built}, but the device '{cfg.name}' is "
                                 f"{device}; build it with build(sources, cfg) for this device")
 

@@ -393,7 +393,8 @@ class TestSessionState:
             m2["vadd"](a, c1, c2, 4)
             np.testing.assert_array_equal(c2, [3, 3, 3, 3])
             mine = set(host_cpu_children()) - before
-            assert len(mine) == (2 if is_host(cfg) else 4)     # a CPU each, or a Spike + OpenOCD each
+            per_session = 1 if is_host(cfg) else len(s1._processes)    # a CPU; Spike + OpenOCD; QEMU
+            assert len(mine) == 2 * per_session and len(s2._processes) == len(s1._processes)
         assert set(host_cpu_children()) == before
 
     def test_unknown_transport_is_refused_plainly(self):

@@ -145,4 +145,6 @@ def cortex_m_cause(cfsr: int, hfsr: int) -> str:
             return f"{text} (HardFault)" if hfsr >> 30 & 1 else text
     if hfsr >> 1 & 1:
         return "vector table read fault (HardFault)"
+    if hfsr >> 30 & 1:   # forced with no configurable fault: a BKPT no debugger took
+        return "breakpoint instruction (BKPT) (HardFault)"
     return f"HardFault (HFSR=0x{hfsr:08x})"

@@ -128,10 +128,10 @@ class Session:
         try:
             self.linker = Linker(self.cfg, self.layout, self.workdir)
             self._place_runtime()
-            self.transport, preloaded = self._start_device()
+            self.transport, self._preloaded = self._start_device()
             if self.trace:
                 self.transport = TracingTransport(self.transport)
-            self._write_runtime(image=not preloaded)
+            self._write_runtime(image=not self._preloaded)
         except BaseException:
             self.close(keep_logs=True)   # the error message may point at the processes' logs
             raise
@@ -271,28 +271,57 @@ class Session:
             self.transport.fill(addr, size, 0)
 
     def _recover(self, why: str) -> str:
-        """Restart the device and reload the runtime and every module; returns a sentence for
-        the error message. Tensors survive on the host device (its memory outlives the CPU)."""
+        """Bring the device back to a known state and rewrite the runtime and every module;
+        returns a sentence for the error message. Tensors survive unless the device had to be
+        started anew (a simulator that exited loses its memory: the sentence says so)."""
+        relaunched = False
         try:
-            self.transport.restart()
+            try:
+                self.transport.restart()
+            except (TransportError, OSError):
+                if not self._processes:
+                    raise
+                self._relaunch()
+                relaunched = True
             self._num_tasks = -1
             self._last_task = None
-            self._write_runtime()
+            self._write_runtime(image=not relaunched or not self._preloaded)
             for mod in self.modules:
                 self._write_image(mod.image)
-        except Exception as exc:  # pragma: no cover - only when the machine itself is failing
+        except Exception as exc:
             self._broken = f"{why}, and restarting the device failed: {exc}"
             return "restarting the device failed: call sess.reset()"
         n = len(self.modules)
+        what = f"its {_plural(n, 'library')}" if n else "the runtime"
+        if relaunched:
+            return (f"the device had stopped, so it was started again and {what} reloaded "
+                    "(tensor contents were lost with its memory)")
         verb = getattr(self.transport, "RESTART_VERB", "restarted")
-        return f"the device was {verb} and {'its ' + _plural(n, 'library') if n else 'the runtime'} reloaded"
+        return f"the device was {verb} and {what} reloaded"
+
+    def _relaunch(self) -> None:
+        """Stop what is left of the device's processes and start them again."""
+        try:
+            self.transport.close()
+        except Exception:
+            pass
+        for proc in reversed(self._processes):
+            proc.stop()
+        self._processes = []
+        self.transport, self._preloaded = self._start_device()
+        if self.trace:
+            self.transport = TracingTransport(self.transport)
 
     def reset(self) -> None:
-        """Restart the device and reload the runtime and every loaded library. Tensors are kept."""
+        """Restart the device and reload the runtime and every loaded library. Tensors are kept
+        unless the device's processes had died (then their memory is gone)."""
         if not self._opened:
             raise UtvmError("the session is closed; open a new one with `with Session(cfg) as sess:`")
         self._broken = None
-        self._recover("reset requested")
+        message = self._recover("reset requested")
+        if self._broken:
+            raise DeviceError(f"sess.reset() could not restart the device: {self._broken}")
+        log.info("reset: %s", message)
 
     # -- libraries ---------------------------------------------------------------------------
 
@@ -429,7 +458,7 @@ class Session:
                           stop_at=self._sym["UTVMDone"], timeout=timeout, results=fn._result_regs)
         except ConnectionLost as exc:
             recovered = self._recover(f"the device went away during '{fn.name}'")
-            raise ConnectionLost(f"{exc} before kernel '{fn.name}' ran; {recovered}") from None
+            raise ConnectionLost(f"{exc} while calling kernel '{fn.name}'; {recovered}") from None
         except BaseException:
             if not tr.alive:
                 self._recover("a call was interrupted")

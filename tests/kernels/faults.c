@@ -42,3 +42,10 @@ int32_t load_misaligned(const uint8_t *p) {
 int32_t load_from(uintptr_t addr) {
   return *(volatile const int32_t *)addr;
 }
+
+#if defined(__thumb__)
+/* A BKPT instruction: with gdb attached, QEMU's Cortex-M model locks up on it. */
+void bkpt_insn(void) {
+  __asm__ volatile("bkpt #0");
+}
+#endif
