@@ -1,9 +1,10 @@
 """Any GDB server as a transport (QEMU's gdbstub, OpenOCD's gdb port, J-Link, pyOCD), over
 the remote serial protocol client in :mod:`utvm_host.transport.rsp`.
 
-A run sets pc and sp (``P``), keeps a software breakpoint (``Z0``) at the done symbol, continues
-(``c``) and waits for the stop reply; on a timeout it interrupts (``\\x03``) and reports where
-the core was. At the stop it reads the result registers (``p``).
+A run sets pc and sp (``G``, or ``P`` where ``G`` is refused), keeps a software breakpoint
+(``Z0``) at the done symbol, continues (``c``) and waits for the stop reply; on a timeout it
+interrupts (``\\x03``) and reports where the core was. At the stop it reads pc and the result
+registers with one ``g``.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class GdbTransport(Transport):
         self.bp_kind = bp_kind
         self.rsp = RspClient(host, port, timeout=timeout)
         self._breakpoints: Dict[int, int] = {}
+        self._regs_blob: Optional[bytes] = None   # the last 'g' reply, edited for the next run
+        self._use_G = True
         self.target_xml = self.rsp.target_xml()
         reply = self.rsp.packet(b"?")          # where the target is (QEMU -S: halted at reset)
         log.debug("gdb server %s:%d stop status %r, features %s", host, port, reply, self.rsp.features)
@@ -60,14 +63,35 @@ class GdbTransport(Transport):
     def _reg(self, number: int) -> int:
         return self.rsp.read_register(number, self.regs.size, self.little_endian)
 
+    def _field(self, blob: bytes, number: int) -> int:
+        size = self.regs.size
+        raw = bytes.fromhex(blob[2 * size * number:2 * size * (number + 1)].decode())
+        return int.from_bytes(raw, "little" if self.little_endian else "big")
+
+    def _with_field(self, blob: bytes, number: int, value: int) -> bytes:
+        size = self.regs.size
+        raw = value.to_bytes(size, "little" if self.little_endian else "big").hex().encode()
+        return blob[:2 * size * number] + raw + blob[2 * size * (number + 1):]
+
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
             timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+        """Three round trips: ``G`` (all registers, pc and sp changed), ``c`` until the stop
+        reply, ``g`` (pc and the results in one read)."""
         if stop_at is not None and stop_at not in self._breakpoints:
             self.rsp.set_breakpoint(stop_at & ~1, self.bp_kind)
             self._breakpoints[stop_at] = self.bp_kind
-        size, le = self.regs.size, self.little_endian
-        self.rsp.write_register(self.regs.sp, (stack_base + stack_size) & ~0xF, size, le)
-        self.rsp.write_register(self.regs.pc, entry & ~1 if self.bp_kind == 2 and entry & 1 else entry, size, le)
+        pc_value = entry & ~1 if self.bp_kind == 2 else entry
+        sp_value = (stack_base + stack_size) & ~0xF
+        if self._regs_blob is None:
+            self._regs_blob = self.rsp.packet(b"g")
+        blob = self._with_field(self._with_field(self._regs_blob, self.regs.sp, sp_value), self.regs.pc, pc_value)
+        if self._use_G and self.rsp.packet(b"G" + blob) != b"OK":
+            self._use_G = False
+        if not self._use_G:
+            size, le = self.regs.size, self.little_endian
+            self.rsp.write_register(self.regs.sp, sp_value, size, le)
+            self.rsp.write_register(self.regs.pc, pc_value, size, le)
+        self._regs_blob = None
         self.rsp.resume()
         try:
             reply = self.rsp.wait_stop(timeout)
@@ -79,13 +103,14 @@ class GdbTransport(Transport):
             return StopInfo("timeout", pc=self._reg(self.regs.pc))
         if reply[:1] in (b"W", b"X"):
             return StopInfo("lost", detail=f"the target exited (stop reply {reply.decode(errors='replace')!r})")
-        pc = self._reg(self.regs.pc)
+        self._regs_blob = blob = self.rsp.packet(b"g")
+        pc = self._field(blob, self.regs.pc)
         if stop_at is not None and pc != stop_at & ~1:
             return StopInfo("fault", pc=pc, detail="the core halted there instead of at the done symbol: an "
                                                    "ebreak/bkpt instruction (e.g. __builtin_trap()) or a "
                                                    "debugger breakpoint")
         wanted = self.regs.results[:len(self.regs.results) if results is None else results]
-        values = tuple(self._reg(r) for r in wanted) + (0,) * (len(self.regs.results) - len(wanted))
+        values = tuple(self._field(blob, r) for r in wanted) + (0,) * (len(self.regs.results) - len(wanted))
         return StopInfo("done", pc=pc, result=values)
 
     @property
@@ -95,6 +120,7 @@ class GdbTransport(Transport):
     def restart(self) -> None:
         """After a fault or timeout the target is already stopped; forget breakpoints (set again
         on the next run, after the runtime's code has been rewritten)."""
+        self._regs_blob = None
         for addr, kind in list(self._breakpoints.items()):
             self.rsp.clear_breakpoint(addr & ~1, kind)
         self._breakpoints.clear()
