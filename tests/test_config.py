@@ -52,6 +52,19 @@ class TestShapes:
         other["mem_layout"]["text"]["size"] = 4096
         assert cfg["mem_layout"]["text"]["size"] == 8 * 1024 * 1024
 
+    def test_board_configs_from_the_issue(self):
+        cfg = devices.openocd(config_files=["board/stm32f7discovery.cfg"], arch="cortex-m7",
+                              memory=[(0x20000000, 320 * 1024)])
+        assert cfg["transport"]["config_files"] == ["board/stm32f7discovery.cfg"]
+        assert "-mcpu=cortex-m7" in cfg["toolchain"]["cflags"] and cfg.abi["thumb"]
+        regions = cfg.resolved_layout()
+        assert all(0x20000000 <= r.start and r.end <= 0x20000000 + 320 * 1024 for r in regions)
+        g = devices.gdb_remote("127.0.0.1", 3333, arch="rv32imac", memory=[(0x80000000, 0x100000)])
+        assert g["transport"] == {"kind": "gdb", "launch": None, "server_addr": "127.0.0.1", "server_port": 3333}
+        with pytest.raises(ConfigError) as e:
+            devices.openocd(config_files=[], arch="cortex-m4", memory=[])
+        assert str(e.value) == "a board needs its memory: pass memory=[(start, size), ...] (e.g. the SRAM)"
+
     def test_spike_attach_mode(self):
         cfg = devices.spike(isa="rv64imac", base_addr=0x80000000, server_addr="127.0.0.1", server_port=6666)
         assert cfg["transport"] == {"kind": "openocd", "launch": None, "isa": "rv64imac",

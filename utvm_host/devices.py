@@ -144,6 +144,9 @@ _ARM_CORES = {
                   [(0x00000000, 4 * MiB, "code"), (0x20000000, 4 * MiB, "sram")], "mps2-an385"),
     "cortex-m33": (["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
                    [(0x10000000, 4 * MiB, "code"), (0x38000000, 4 * MiB, "sram")], "mps2-an505"),
+    # Boards only (no QEMU machine here): memory comes from devices.openocd(memory=...).
+    "cortex-m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], [], None),
+    "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], [], None),
 }
 
 
@@ -153,15 +156,31 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
         raise ConfigError(f"unknown Arm core {core!r}; known: {', '.join(_ARM_CORES)}")
     cflags = _ARM_CORES[core][0]
     code, ram = memory[0], memory[-1]
-    starts = {}
+    # Sizes follow the memory the device has: code (after the 1 KiB vector table) in the code
+    # region, everything else in RAM with the stack first. One region: code takes its first 3/8.
+    def part(total: int, num: int, den: int, lo: int, hi: int) -> int:
+        return max(lo, min(hi, total * num // den)) & ~0xFF
     if code is not ram:
-        starts = {"text": code["start"] + 1 * KiB}   # the vector table sits at the very start
-    order = [("text", 512 * KiB), ("rodata", 256 * KiB)]
-    if code is not ram:
-        starts["stack"] = ram["start"]
+        text = part(code["size"] - 1 * KiB, 2, 3, 1 * KiB, 4 * MiB)
+        rodata = (code["size"] - 1 * KiB - text) & ~0xFF
+        ram_size = ram["size"]
+        starts = {"text": code["start"] + 1 * KiB, "stack": ram["start"]}
+        order = [("text", text), ("rodata", rodata)]
+    else:
+        text = part(ram["size"], 1, 4, 1 * KiB, 4 * MiB)
+        rodata = part(ram["size"], 1, 8, 1 * KiB, 2 * MiB)
+        ram_size = ram["size"] - text - rodata - 64
+        starts = {}
+        order = [("text", text), ("rodata", rodata)]
+    stack = part(ram_size, 1, 16, 1 * KiB, 64 * KiB)
+    data = part(ram_size, 1, 32, 256, 64 * KiB)
+    bss = part(ram_size, 1, 32, 256, 64 * KiB)
+    args = min(4 * KiB, ram_size // 64) & ~0xFF or 256
+    workspace = part(ram_size - stack - data - bss - args, 1, 5, 256, 512 * KiB)
+    heap = (ram_size - stack - data - bss - args - workspace - 256) & ~0xFF
     # The stack first in RAM: an overflow runs below RAM and faults instead of corrupting data.
-    order += [("stack", 64 * KiB), ("data", 64 * KiB), ("bss", 64 * KiB), ("args", 4 * KiB), ("heap", 2 * MiB),
-              ("workspace", 512 * KiB)]
+    order += [("stack", stack), ("data", data), ("bss", bss), ("args", args), ("heap", heap),
+              ("workspace", workspace)]
     cfg = DeviceConfig({
         "name": name,
         "arch": core,
@@ -187,7 +206,7 @@ def qemu(machine: str = "riscv32", *, timeout: float = 10.0) -> DeviceConfig:
         isa = "rv32imac" if machine == "riscv32" else "rv64imac"
         transport = {"kind": "gdb", "launch": "qemu", "machine": "virt", "qemu": f"qemu-system-{machine}"}
         return _riscv(f"qemu-{machine}", isa, _memory([(0x80000000, 16 * MiB)]), transport, timeout, None)
-    if machine in _ARM_CORES:
+    if machine in _ARM_CORES and _ARM_CORES[machine][2]:
         regions = _ARM_CORES[machine][1]
         transport = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm"}
         mem = _memory([(s, n) for s, n, _ in regions], [name for _, _, name in regions])
@@ -195,10 +214,16 @@ def qemu(machine: str = "riscv32", *, timeout: float = 10.0) -> DeviceConfig:
     raise ConfigError(f"unknown QEMU machine {machine!r}; known: riscv32, riscv64, cortex-m3, cortex-m33")
 
 
+def _check_board_memory(memory: Sequence[Tuple[int, int]]) -> None:
+    if not memory:
+        raise ConfigError("a board needs its memory: pass memory=[(start, size), ...] (e.g. the SRAM)")
+
+
 def gdb_remote(host: str, port: int, *, arch: str, memory: Sequence[Tuple[int, int]],
                timeout: float = 10.0) -> DeviceConfig:
     """Any GDB server (OpenOCD's gdb port, J-Link, pyOCD, QEMU) someone already runs."""
     transport = {"kind": "gdb", "launch": None, "server_addr": host, "server_port": int(port)}
+    _check_board_memory(memory)
     if arch in _ARM_CORES:
         return _cortex_m(f"gdb-{arch}", arch, _memory(memory), transport, timeout)
     return _riscv(f"gdb-{arch}", arch, _memory(memory), transport, timeout, None)
@@ -209,6 +234,7 @@ def openocd(config_files: Sequence[str], *, arch: str, memory: Sequence[Tuple[in
     """A board behind a debug probe, reached through an OpenOCD started with ``config_files``."""
     transport = {"kind": "openocd", "launch": "openocd", "config_files": list(config_files),
                  "commands": list(commands)}
+    _check_board_memory(memory)
     if arch in _ARM_CORES:
         return _cortex_m(f"openocd-{arch}", arch, _memory(memory), transport, timeout)
     return _riscv(f"openocd-{arch}", arch, _memory(memory), transport, timeout, None)
