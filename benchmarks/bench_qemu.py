@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, repeat  # noqa: E402
+from _common import gdb_restore_dump, median, repeat  # noqa: E402
 
 from utvm_host import Session, build, devices  # noqa: E402
 
@@ -23,21 +22,8 @@ GDB_ARCH = {"riscv32": "riscv:rv32", "riscv64": "riscv:rv64", "cortex-m3": "arm"
 
 
 def gdb_transfer(port: int, machine: str, addr: int, size: int, src: Path, dst: Path) -> tuple:
-    """Seconds gdb-multiarch spends in `restore` and `dump`, timed inside gdb (its start-up and
-    connection are not counted). QEMU serves one gdb connection: ours is closed meanwhile."""
-    script = [
-        f"set architecture {GDB_ARCH[machine]}", f"target remote 127.0.0.1:{port}",
-        "python import time; t0 = time.perf_counter()",
-        f"restore {src} binary 0x{addr:x}",
-        "python t1 = time.perf_counter()",
-        f"dump binary memory {dst} 0x{addr:x} 0x{addr + size:x}",
-        "python t2 = time.perf_counter(); print('UTVM_TIMES', t1 - t0, t2 - t1)",
-        "detach",
-    ]
-    argv = ["gdb-multiarch", "-nx", "-batch"] + [a for cmd in script for a in ("-ex", cmd)]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=300).stdout
-    line = next(l for l in out.splitlines() if l.startswith("UTVM_TIMES"))
-    return tuple(float(v) for v in line.split()[1:])
+    """QEMU serves one gdb connection: ours is closed meanwhile."""
+    return gdb_restore_dump(GDB_ARCH[machine], f"target remote 127.0.0.1:{port}", addr, size, src, dst)
 
 
 def main() -> None:

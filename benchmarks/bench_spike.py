@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, repeat  # noqa: E402
+from _common import gdb_restore_dump, median, repeat  # noqa: E402
 
 from utvm_host import Session, build, devices  # noqa: E402
 
@@ -25,22 +24,8 @@ SIZE = 64 * 1024
 
 
 def gdb_transfer(gdb_port: int, isa: str, addr: int, src: Path, dst: Path) -> tuple:
-    """Seconds gdb-multiarch spends in `restore` and in `dump` (timed inside gdb, so its start-up
-    and connection are not counted)."""
     arch = "riscv:rv32" if isa.startswith("rv32") else "riscv:rv64"
-    script = [
-        f"set architecture {arch}", "set remotetimeout 60", f"target extended-remote 127.0.0.1:{gdb_port}",
-        "python import time; t0 = time.perf_counter()",
-        f"restore {src} binary 0x{addr:x}",
-        "python t1 = time.perf_counter()",
-        f"dump binary memory {dst} 0x{addr:x} 0x{addr + SIZE:x}",
-        "python t2 = time.perf_counter(); print('UTVM_TIMES', t1 - t0, t2 - t1)",
-        "detach",
-    ]
-    argv = ["gdb-multiarch", "-nx", "-batch"] + [a for cmd in script for a in ("-ex", cmd)]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=300).stdout
-    line = next(l for l in out.splitlines() if l.startswith("UTVM_TIMES"))
-    return tuple(float(v) for v in line.split()[1:])
+    return gdb_restore_dump(arch, f"target extended-remote 127.0.0.1:{gdb_port}", addr, SIZE, src, dst)
 
 
 def main() -> None:

@@ -66,7 +66,28 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
-class HostCpu:
+class _Process:
+    """What every started program offers: its pid, whether it runs, the end of its log."""
+
+    proc: Optional[subprocess.Popen]
+    log_path: Path
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class HostCpu(_Process):
     """The host device's processor: a child process mapping the device memory at ``base``.
 
     ``memory_fd`` is the shared-memory file; ``size`` its length in bytes. ``start()`` waits
@@ -82,13 +103,6 @@ class HostCpu:
         self.proc: Optional[subprocess.Popen] = None
         self._finalizer: Optional[weakref.finalize] = None
 
-    @property
-    def pid(self) -> Optional[int]:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
         exe = build_host_program(DEVICE_STUBS / "host" / "utvm_host_cpu.c")
@@ -122,11 +136,6 @@ class HostCpu:
                                  + (f"; its log:\n{detail}" if detail else ""))
         log.debug("host CPU process %d ready", self.proc.pid)
 
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     def run(self, entry: int, stack_base: int, stack_size: int) -> None:
         """Ask the CPU to call ``entry`` on the given stack; collect the reply with :meth:`wait`."""
@@ -221,7 +230,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ManagedProcess:
+class ManagedProcess(_Process):
     """A program started with its output in ``log_path``; :meth:`stop` always ends it."""
 
     def __init__(self, name: str, argv: list, log_path: Path):
@@ -241,19 +250,7 @@ class ManagedProcess:
             _live.add(self)
         self._finalizer = weakref.finalize(self, _kill, self.proc)
 
-    @property
-    def pid(self) -> Optional[int]:
-        return self.proc.pid if self.proc else None
 
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     def wait_for_log(self, pattern: str, timeout: float) -> "re.Match":
         """Wait until the log matches ``pattern``; raise TransportError (with the log's last
