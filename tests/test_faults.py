@@ -148,13 +148,20 @@ class TestFaults:
         _vadd_works(vadd)
 
     def test_stack_overflow_faults_instead_of_corrupting(self, cfg, sess, mods):
-        if arch(cfg) == "arm":
-            pytest.skip("known gap: memory below RAM is not a fault on the QEMU mps2 boards, and no MPU guard yet")
         faults, vadd = mods
         with pytest.raises(DeviceFault) as e:
             faults["overflow_stack"](1)
-        assert e.value.cause == CAUSES[arch(cfg)]["store"]
-        assert e.value.fault_address < sess.layout["stack"].start     # ran off the bottom of memory
+        stack = sess.layout["stack"]
+        if arch(cfg) != "arm":
+            assert e.value.cause == CAUSES[arch(cfg)]["store"]
+            assert e.value.fault_address < stack.start                 # ran off the bottom of memory
+        elif "cortex-m33" in cfg["arch"]:                               # v8-M: PSPLIM at the stack's bottom
+            assert e.value.cause == "stack overflow (stack limit) (HardFault)"
+        else:                                                           # v7-M: a 4 KiB MPU guard there
+            assert e.value.cause == "data access violation (HardFault)"
+            assert stack.start <= e.value.fault_address < stack.start + 4096
+        if arch(cfg) == "arm":
+            assert "an unknown pc (the exception frame could not be stacked)" in str(e.value)
         _vadd_works(vadd)
 
     def test_infinite_loop_times_out_with_location(self, cfg, sess, mods):

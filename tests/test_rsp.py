@@ -70,3 +70,33 @@ class TestThroughOpenOcd:
             tr.release_gdb_port()
             assert tr._rsp is None and tr.state() == "halted"
             np.testing.assert_array_equal(t.numpy(), data)              # reconnects
+
+
+class TestRecordedQemu:
+    """Replies QEMU 7.2 (qemu-system-arm, mps2-an385) sent to gdb-multiarch 13.1, recorded with
+    `set debug remote 1`, framed as they crossed the socket in ack mode."""
+
+    def test_qsupported_and_stop_status(self):
+        r = PacketReader()
+        supported = b"PacketSize=1000;qXfer:features:read+;vContSupported+;multiprocess+"
+        r.feed(b"+" + frame(supported) + b"+" + frame(b"T05thread:p01.01;"))
+        assert r.next() == ("ack", b"+")
+        kind, payload, ok = r.next()
+        assert ok and payload == supported
+        assert r.next() == ("ack", b"+")
+        assert r.next() == ("packet", b"T05thread:p01.01;", True)
+        features = dict(item.split("=", 1) if "=" in item else (item[:-1], item[-1])
+                        for item in payload.decode().split(";"))
+        assert int(features["PacketSize"], 16) == 4096 and features["qXfer:features:read"] == "+"
+
+    def test_split_segments_and_two_packets_in_one_read(self):
+        # A long reply arrives in pieces; acks and the next packet can share a segment.
+        body = b"0" * 300 + b"ff"
+        wire = b"+" + frame(body) + b"+" + frame(b"OK")
+        r = PacketReader()
+        for i in range(0, len(wire), 7):
+            r.feed(wire[i:i + 7])
+        items = []
+        while (item := r.next()) is not None:
+            items.append(item)
+        assert items == [("ack", b"+"), ("packet", body, True), ("ack", b"+"), ("packet", b"OK", True)]

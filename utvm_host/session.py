@@ -263,6 +263,8 @@ class Session:
         pack = struct.Struct(self._ptr_fmt).pack
         self.transport.write(self._sym["utvm_workspace_base"], pack(self._workspace_block.start))
         self.transport.write(self._sym["utvm_workspace_size"], pack(self._workspace_block.size))
+        if "utvm_stack_limit" in self._sym:   # Cortex-M: PSPLIM or an MPU guard at the stack's bottom
+            self.transport.write(self._sym["utvm_stack_limit"], struct.pack(self._order + "I", self._stack_block.start))
 
     def _write_image(self, image: LinkedImage) -> None:
         for addr, data in image.segments:
@@ -488,8 +490,8 @@ class Session:
         if self.cfg.abi["elf_machine"] == "EM_ARM":
             cfsr, hfsr = record.get("cfsr", 0), record.get("hfsr", 0)
             cause = abi.cortex_m_cause(cfsr, hfsr)
-            pc = record.get("pc")
-            where = self._symbolize(pc)
+            pc = record.get("pc") or None   # 0: the frame could not be stacked (stack overflow)
+            where = self._symbolize(pc) if pc else "an unknown pc (the exception frame could not be stacked)"
             address = record.get("bfar") if cfsr & abi.CFSR_BFARVALID else \
                 record.get("mmfar") if cfsr & abi.CFSR_MMARVALID else None
             at = f" accessing address 0x{address:x}" if address is not None else ""

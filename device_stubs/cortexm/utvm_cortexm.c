@@ -21,6 +21,11 @@
 #define SCB_MMFAR (*(volatile uint32_t *)0xE000ED34u)
 #define SCB_BFAR (*(volatile uint32_t *)0xE000ED38u)
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
+#define MPU_CTRL (*(volatile uint32_t *)0xE000ED94u)
+#define MPU_RNR (*(volatile uint32_t *)0xE000ED98u)
+#define MPU_RBAR (*(volatile uint32_t *)0xE000ED9Cu)
+#define MPU_RASR (*(volatile uint32_t *)0xE000EDA0u)
+#define UTVM_GUARD_BYTES 4096u
 
 typedef struct {
   uint32_t cfsr;  /* configurable fault status (UFSR:BFSR:MMFSR) */
@@ -36,6 +41,9 @@ typedef struct {
 volatile UTVMFault utvm_fault;
 uint32_t utvm_handler_stack[128] __attribute__((aligned(8), used));
 uint32_t utvm_thread_stack_top;
+/* Written by the host: the lowest address of the stack region. A stack overflow is stopped
+ * there: by PSPLIM on v8-M mainline, by a no-access MPU region over the lowest 4 KiB on v7-M. */
+volatile uint32_t utvm_stack_limit;
 
 extern void UTVMMain(void);
 extern void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi);
@@ -71,6 +79,16 @@ void UTVMStart(void) {
   SCB_CPACR |= 0xFu << 20; /* CP10, CP11: full access to the FPU */
 #endif
   SCB_CCR |= 1u << 4;      /* DIV_0_TRP: an integer division by zero faults */
+  if (utvm_stack_limit != 0u) {
+#if defined(__ARM_ARCH_8M_MAIN__)
+    __asm__ volatile("msr psplim, %0" : : "r"(utvm_stack_limit));
+#elif defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__)
+    MPU_RNR = 0u;
+    MPU_RBAR = utvm_stack_limit & ~(UTVM_GUARD_BYTES - 1u);
+    MPU_RASR = (1u << 28) | (11u << 1) | 1u; /* XN, no access (AP=0), 2^(11+1) = 4 KiB, enabled */
+    MPU_CTRL = (1u << 2) | 1u;                /* PRIVDEFENA: everything else as without an MPU */
+#endif
+  }
   __asm__ volatile("dsb\n\tisb" ::: "memory");
   utvm_fault.exc = 0;
   UTVMMain();

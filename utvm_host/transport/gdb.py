@@ -47,7 +47,7 @@ class GdbTransport(Transport):
         self.rsp = RspClient(host, port, timeout=timeout)
         self._breakpoints: Dict[int, int] = {}
         self._regs_blob: Optional[bytes] = None   # the last 'g' reply, edited for the next run
-        self._use_G = True
+        self._use_G: Optional[bool] = None     # whether the server takes G (learnt on the first run)
         self.target_xml = self.rsp.target_xml()
         reply = self.rsp.packet(b"?")          # where the target is (QEMU -S: halted at reset)
         log.debug("gdb server %s:%d stop status %r, features %s", host, port, reply, self.rsp.features)
@@ -75,8 +75,8 @@ class GdbTransport(Transport):
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
             timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
-        """Three round trips: ``G`` (all registers, pc and sp changed), ``c`` until the stop
-        reply, ``g`` (pc and the results in one read)."""
+        """Two round trips: ``G`` (all registers, pc and sp changed) with ``c`` in the same write,
+        then the stop reply, then ``g`` (pc and the results in one read)."""
         if stop_at is not None and stop_at not in self._breakpoints:
             self.rsp.set_breakpoint(stop_at & ~1, self.bp_kind)
             self._breakpoints[stop_at] = self.bp_kind
@@ -85,14 +85,17 @@ class GdbTransport(Transport):
         if self._regs_blob is None:
             self._regs_blob = self.rsp.packet(b"g")
         blob = self._with_field(self._with_field(self._regs_blob, self.regs.sp, sp_value), self.regs.pc, pc_value)
-        if self._use_G and self.rsp.packet(b"G" + blob) != b"OK":
-            self._use_G = False
-        if not self._use_G:
-            size, le = self.regs.size, self.little_endian
-            self.rsp.write_register(self.regs.sp, sp_value, size, le)
-            self.rsp.write_register(self.regs.pc, pc_value, size, le)
         self._regs_blob = None
-        self.rsp.resume()
+        if self._use_G is True:                # known to work: G and c in one write
+            self.rsp.write_registers_and_resume(blob)
+        else:
+            if self._use_G is None:           # first run: find out whether the server takes G
+                self._use_G = self.rsp.packet(b"G" + blob) == b"OK"
+            if not self._use_G:
+                size, le = self.regs.size, self.little_endian
+                self.rsp.write_register(self.regs.sp, sp_value, size, le)
+                self.rsp.write_register(self.regs.pc, pc_value, size, le)
+            self.rsp.resume()
         try:
             reply = self.rsp.wait_stop(timeout)
         except KeyboardInterrupt:

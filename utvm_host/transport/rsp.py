@@ -15,7 +15,7 @@ import re
 import socket
 
 import numpy as np
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import ConnectionLost, TransportError, TransportTimeout
 
@@ -107,6 +107,9 @@ class PacketReader:
 class RspClient:
     """A connection to a GDB server (OpenOCD, QEMU, ...). ``packet()`` sends one packet and
     returns the reply payload; errors are :class:`TransportError`s."""
+
+    #: Write packets sent before the first reply is awaited.
+    WRITE_WINDOW = 2
 
     def __init__(self, host: str, port: int, timeout: float = 10.0):
         self.host, self.port = host, port
@@ -205,11 +208,8 @@ class RspClient:
             n -= (addr + n) % 0x1000
         return n
 
-    def write_memory(self, addr: int, data: bytes) -> None:
-        """Binary ``X`` packets when the server takes them, else hex ``M``; chunked to PacketSize."""
-        view = memoryview(data)
-        if self._binary is None:
-            self._binary = self.packet(b"X%x,0:" % addr) == b"OK"
+    def _packets_for(self, addr: int, view: memoryview):
+        """(body, address, length) of the write packets for ``view`` at ``addr``."""
         pos = 0
         budget = self.packet_size - 64
         while pos < len(view):
@@ -220,12 +220,37 @@ class RspClient:
                 while len(payload) > budget:
                     n -= len(payload) - budget
                     payload = escape(view[pos:pos + n])
-                body = b"X%x,%x:" % (addr + pos, n) + payload
+                yield b"X%x,%x:" % (addr + pos, n) + payload, addr + pos, n
             else:
                 n = self._chunk(addr + pos, len(view) - pos)
-                body = b"M%x,%x:" % (addr + pos, n) + view[pos:pos + n].hex().encode()
-            self._check(self.packet(body), f"a write of {n} bytes at 0x{addr + pos:x}")
+                yield b"M%x,%x:" % (addr + pos, n) + view[pos:pos + n].hex().encode(), addr + pos, n
             pos += n
+
+    def write_memory(self, addr: int, data: bytes) -> None:
+        """Binary ``X`` packets when the server takes them, else hex ``M``, sized as gdb sizes
+        them. Up to :attr:`WRITE_WINDOW` packets are in flight: the server handles them one after
+        another, and the link's round trip is no longer paid per packet."""
+        view = memoryview(data)
+        if self._binary is None:
+            self._binary = self.packet(b"X%x,0:" % addr) == b"OK"
+        in_flight: List[Tuple[int, int]] = []
+        for body, at, n in self._packets_for(addr, view):
+            try:
+                self.sock.sendall(self._ack_due + frame(body))
+                self._ack_due = b""
+            except OSError as exc:
+                raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
+            in_flight.append((at, n))
+            if len(in_flight) >= self.WRITE_WINDOW:
+                self._write_reply(*in_flight.pop(0))
+        while in_flight:
+            self._write_reply(*in_flight.pop(0))
+
+    def _write_reply(self, at: int, n: int) -> None:
+        if self.ack and self._wait_ack():
+            raise TransportError(f"the GDB server at {self.host}:{self.port} asked to resend the write at "
+                                 f"0x{at:x} (the link corrupted it)")
+        self._check(self._recv_packet(), f"a write of {n} bytes at 0x{at:x}")
 
     def read_memory(self, addr: int, n: int) -> bytes:
         """Hex ``m`` packets, chunked like :meth:`write_memory`."""
@@ -280,6 +305,23 @@ class RspClient:
 
     def clear_breakpoint(self, addr: int, kind: int, hardware: bool = False) -> None:
         self.packet(b"z%d,%x,%x" % (1 if hardware else 0, addr, kind))
+
+    def write_registers_and_resume(self, blob: bytes) -> None:
+        """``G`` (all registers) and ``c`` in one write: the server handles them in order, so
+        the continue costs no extra round trip. Raises if ``G`` is refused (the target then
+        runs from wherever it was: call only where ``G`` is known to work)."""
+        try:
+            self.sock.sendall(self._ack_due + frame(b"G" + blob) + frame(b"c"))
+            self._ack_due = b""
+        except OSError as exc:
+            raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
+        if self.ack and self._wait_ack():
+            raise TransportError("the GDB server asked to resend a G packet")
+        reply = self._recv_packet()
+        if self.ack:
+            self._wait_ack()
+        if reply != b"OK":
+            raise TransportError(f"the GDB server refused to write the registers: {reply.decode(errors='replace')!r}")
 
     def resume(self) -> None:
         """``c``: continue; the stop reply comes later (:meth:`wait_stop`)."""
