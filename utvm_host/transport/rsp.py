@@ -104,6 +104,10 @@ class PacketReader:
         return None
 
 
+class _Resend(Exception):
+    """The server answered '-': the packet arrived damaged and must be sent again."""
+
+
 class RspClient:
     """A connection to a GDB server (OpenOCD, QEMU, ...). ``packet()`` sends one packet and
     returns the reply payload; errors are :class:`TransportError`s."""
@@ -147,6 +151,8 @@ class RspClient:
                 self.reader.feed(chunk)
                 continue
             if item[0] == "ack":
+                if item[1] == b"-" and self.ack:
+                    raise _Resend()
                 continue
             _, payload, ok = item
             if self.ack:
@@ -168,11 +174,10 @@ class RspClient:
                 self._ack_due = b""
             except OSError as exc:
                 raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
-            if self.ack:
-                nack = self._wait_ack()
-                if nack:
-                    continue
-            return self._recv_packet()
+            try:
+                return self._recv_packet()   # skips the server's '+'; a '-' means: send it again
+            except _Resend:
+                continue
         raise TransportError(f"the GDB server at {self.host}:{self.port} refused a packet {retries} times")
 
     def _wait_ack(self) -> bool:
