@@ -151,7 +151,7 @@ class TestFaults:
         faults, vadd = mods
         with pytest.raises(DeviceFault) as e:
             faults["overflow_stack"](1)
-        stack = sess.layout["stack"]
+        stack = sess.stack_block
         if arch(cfg) != "arm":
             assert e.value.cause == CAUSES[arch(cfg)]["store"]
             assert e.value.fault_address < stack.start                 # ran off the bottom of memory

@@ -32,13 +32,14 @@ TOP_LEVEL_KEYS = {
     "toolchain": "compiler prefix and flags",
     "memory": "the device's memory regions: list of {name, start, size, attrs}",
     "mem_layout": "section kind -> {size, start, align}",
+    "layout": "'auto' (default: placed in the device's memory as needed) or 'manual' (mem_layout's regions)",
     "transport": "how to reach the device: {kind: host | openocd | gdb, ...}",
     "timeout": "seconds a call may run before DeviceTimeout",
     "clock_hz": "the device clock in Hz (None when unknown)",
 }
 ABI_KEYS = ("name", "pointer_size", "endian", "elf_machine", "elf_class", "stack_align", "thumb")
 TOOLCHAIN_KEYS = ("prefix", "cc", "cflags", "runtime_cflags", "ldflags", "libs", "package")
-MEMORY_KEYS = ("name", "start", "size", "attrs")
+MEMORY_KEYS = ("name", "start", "size", "attrs", "reserve")
 SECTION_KEYS = ("size", "start", "align")
 
 
@@ -81,8 +82,53 @@ def _check_keys(where: str, given: Iterable[str], known: Iterable[str]) -> None:
 class DeviceConfig(dict):
     """A device configuration (a ``dict``). Use :mod:`utvm_host.devices` to make one."""
 
+    _defaults: Optional[Dict[str, Any]] = None   # mem_layout as the factory made it
+
     def copy(self) -> "DeviceConfig":  # deep, so editing a copy never edits the original
-        return DeviceConfig(copy.deepcopy(dict(self)))
+        twin = DeviceConfig(copy.deepcopy(dict(self)))
+        twin._defaults = copy.deepcopy(self._defaults)
+        return twin
+
+    def mark_defaults(self) -> "DeviceConfig":
+        """Remember ``mem_layout`` as made by a factory: editing it later (the seed's idiom
+        ``cfg["mem_layout"]["text"]["size"] = N``) switches the session to that hand layout."""
+        self._defaults = copy.deepcopy(self["mem_layout"])
+        return self
+
+    def layout_mode(self) -> str:
+        """'auto' or 'manual': manual when asked for, or when ``mem_layout`` was edited."""
+        mode = self.get("layout", "manual")
+        if mode not in ("auto", "manual"):
+            raise ConfigError(f"cfg['layout'] must be 'auto' or 'manual', got {mode!r}")
+        if mode == "auto" and self._defaults is not None and self["mem_layout"] != self._defaults:
+            return "manual"
+        return mode
+
+    def auto_kinds(self) -> Dict[str, List[str]]:
+        """For the automatic layout: which memory regions may hold each kind, best first.
+        Code goes to executable regions (read-only ones first: flash), everything else to
+        writable ones (non-executable first)."""
+        regions = [(m.get("name") or f"memory{i}", m.get("attrs", "rwx")) for i, m in enumerate(self["memory"])]
+        code = [n for n, a in regions if "x" in a and "w" not in a] + [n for n, a in regions if "x" in a and "w" in a]
+        data = [n for n, a in regions if "w" in a and "x" not in a] + [n for n, a in regions if "w" in a and "x" in a]
+        if not code or not data:
+            raise ConfigError("cfg['memory'] needs an executable region (attrs with 'x') and a writable one "
+                              "(attrs with 'w') for the automatic layout")
+        kinds = {k: code for k in ("text", "rodata")}
+        kinds.update({k: data for k in ("data", "bss", "args", "heap", "workspace", "stack")})
+        return kinds
+
+    def memory_layout(self):
+        """The session's :class:`~utvm_host.layout.MemoryLayout` for the current mode."""
+        from .layout import MemoryLayout   # layout sits above config; imported on use only
+        if self.layout_mode() == "auto":
+            regions = [(m.get("name") or f"memory{i}", m["start"], m["size"], 16) for i, m in enumerate(self["memory"])]
+            layout = MemoryLayout(regions, kinds=self.auto_kinds())
+            for (name, *_), m in zip(regions, self["memory"]):
+                if m.get("reserve"):   # e.g. where a Cortex-M core reads its reset vectors
+                    layout[name].alloc(m["reserve"], owner="device", what="reserved")
+            return layout
+        return MemoryLayout([(r.name, r.start, r.size, r.align) for r in self.resolved_layout()])
 
     @property
     def name(self) -> str:

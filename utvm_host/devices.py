@@ -75,10 +75,11 @@ def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: flo
         "memory": _memory([(base_addr, memory_size)]),
         "mem_layout": layout,
         "transport": {"kind": "host"},
+        "layout": "auto",
         "timeout": timeout,
         "clock_hz": None,
     })
-    return cfg.validate()
+    return cfg.validate().mark_defaults()
 
 
 _RISCV_ISAS = {
@@ -121,10 +122,11 @@ def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[st
         "memory": memory,
         "mem_layout": _layout(order),
         "transport": transport,
+        "layout": "auto",
         "timeout": timeout,
         "clock_hz": clock_hz,
     })
-    return cfg.validate()
+    return cfg.validate().mark_defaults()
 
 
 def spike(isa: str = "rv32imac", *, base_addr: int = 0x80000000, memory_size: int = 16 * MiB,
@@ -156,6 +158,9 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
         raise ConfigError(f"unknown Arm core {core!r}; known: {', '.join(_ARM_CORES)}")
     cflags = _ARM_CORES[core][0]
     code, ram = memory[0], memory[-1]
+    if code is not ram:
+        code["attrs"] = "rx"      # where code goes; data, tensors and the stack live in RAM
+    code["reserve"] = 1 * KiB     # the reset vector table the core reads at its start
     # Sizes follow the memory the device has: code (after the 1 KiB vector table) in the code
     # region, everything else in RAM with the stack first. One region: code takes its first 3/8.
     def part(total: int, num: int, den: int, lo: int, hi: int) -> int:
@@ -181,6 +186,8 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
     # The stack first in RAM: an overflow runs below RAM and faults instead of corrupting data.
     order += [("stack", stack), ("data", data), ("bss", bss), ("args", args), ("heap", heap),
               ("workspace", workspace)]
+    mem_layout = _layout(order, starts)
+    mem_layout["stack"]["align"] = 4096   # the v7-M MPU guard covers the stack's first 4 KiB
     cfg = DeviceConfig({
         "name": name,
         "arch": core,
@@ -191,12 +198,13 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
                       "ldflags": cflags + ["--specs=nano.specs"], "libs": ["-lm", "-lc", "-lgcc"],
                       "package": "gcc-arm-none-eabi libnewlib-arm-none-eabi"},
         "memory": memory,
-        "mem_layout": _layout(order, starts),
+        "mem_layout": mem_layout,
         "transport": transport,
+        "layout": "auto",
         "timeout": timeout,
         "clock_hz": None,
     })
-    return cfg.validate()
+    return cfg.validate().mark_defaults()
 
 
 def qemu(machine: str = "riscv32", *, timeout: float = 10.0) -> DeviceConfig:

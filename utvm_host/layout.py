@@ -321,7 +321,12 @@ class MemoryLayout:
     :class:`~utvm_host.errors.ConfigError`.
     """
 
-    def __init__(self, regions: Iterable[Tuple[str, int, int, int]]):
+    def __init__(self, regions: Iterable[Tuple[str, int, int, int]],
+                 kinds: Optional[Dict[str, List[str]]] = None):
+        """``kinds`` maps a kind of placement (``text``, ``heap``, ...) to the regions that may
+        hold it, in order of preference (automatic layout). Without it, each kind has a region
+        of its own name (a hand layout: ``cfg["mem_layout"]``)."""
+        self.kinds = kinds
         self._allocators: Dict[str, SectionAllocator] = {}
         for entry in regions:
             try:
@@ -358,6 +363,63 @@ class MemoryLayout:
     def names(self) -> List[str]:
         """Region names in the order given to the constructor."""
         return list(self._allocators)
+
+    @property
+    def automatic(self) -> bool:
+        return self.kinds is not None
+
+    def regions_for(self, kind: str) -> List[SectionAllocator]:
+        """The allocators that may hold ``kind``, most preferred first."""
+        if self.kinds is None:
+            return [self[kind]]
+        names = self.kinds.get(kind)
+        if not names:
+            raise KeyError(f"no region holds '{kind}' in this layout")
+        return [self[n] for n in names]
+
+    def place(self, kind: str, size: int, *, owner: str, what: str, align: int = 1,
+              hint: Optional[str] = None) -> Block:
+        """Allocate ``size`` bytes for ``kind`` in the first region that can hold it.
+
+        Raises :class:`LayoutError`. With a hand layout the message names the
+        ``cfg["mem_layout"]`` size to raise; with the automatic one it lists what occupies the
+        region, the largest free block and what to free.
+        """
+        candidates = self.regions_for(kind)
+        if self.kinds is None:
+            return candidates[0].alloc(size, owner=owner, what=what, align=align, hint=hint)
+        for allocator in candidates:
+            if allocator.fits(size, align):
+                return allocator.alloc(size, owner=owner, what=what, align=align)
+        raise self._auto_error(candidates[0], size, owner, what, align)
+
+    def free(self, block: Block) -> None:
+        """Return ``block`` to its region."""
+        self[block.region].free(block)
+
+    @staticmethod
+    def _auto_error(region: SectionAllocator, size: int, owner: str, what: str, align: int) -> LayoutError:
+        occupants: Dict[str, int] = {}
+        for b in region.blocks():
+            key = b.owner or (b.what.split("[")[0] if b.what.startswith("tensor") else b.what)
+            key = "tensors" if b.what.startswith("tensor") else key
+            occupants[key] = occupants.get(key, 0) + b.size
+        listing = ", ".join(f"{name} {n:,}" for name, n in sorted(occupants.items(), key=lambda kv: -kv[1]))
+        stats = (f"capacity {region.size:,}, used {region.used:,}, free {region.free_bytes:,}, "
+                 f"largest free block {region.largest_free:,}")
+        message = (f"cannot place {_describe(size, what, owner)} in memory region '{region.name}' ({stats}); "
+                   f"it holds: {listing or 'nothing'}; free tensors or unload a library you no longer need, "
+                   f"or give the device more memory (cfg[\"memory\"])")
+        high = region._high_water()
+        return LayoutError(message, region=region.name, what=what, owner=owner or None, needed=size,
+                           capacity=region.size, used=region.used, free=region.free_bytes,
+                           largest_free=region.largest_free,
+                           required_size=align_up(high, align) - region.start + size)
+
+    def copy(self) -> "MemoryLayout":
+        """An independent copy (to try placements without touching this layout)."""
+        import copy as _copy
+        return _copy.deepcopy(self)
 
     def free_owner(self, owner: str) -> int:
         """Free every block of ``owner`` in every region; returns the bytes freed."""

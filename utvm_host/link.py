@@ -128,7 +128,7 @@ class Linker:
         own = set(lib.elf().defined_symbols())
         defsyms = {n: a for n, a in externs.items() if n not in own}
 
-        starts = {s: self.layout[r].start for s, r in SECTION_REGIONS.items()}
+        starts = {s: self.layout.regions_for(k)[0].start for s, k in SECTION_REGIONS.items()}
         measured = Path(f"{stem}.measure.elf")
         self._link(lib, self._script(starts, Path(f"{stem}.measure.ld")), measured, defsyms, measure=True)
         with ElfFile(measured) as elf:
@@ -160,8 +160,8 @@ class Linker:
                 size, align = sizes.get(section, (0, 1))
                 if size == 0:
                     continue
-                block = self.layout[region].alloc(size, owner=owner, what=section, align=max(align, 1),
-                                                  hint=f"or unload a library (sess.memory_map() shows what is loaded)")
+                block = self.layout.place(region, size, owner=owner, what=section, align=max(align, 1),
+                                          hint="or unload a library (sess.memory_map() shows what is loaded)")
                 blocks.append(block)
                 addresses[section] = block.start
             final = Path(f"{stem}.elf")
@@ -169,7 +169,7 @@ class Linker:
             image = self._image(lib, owner, final, blocks)
         except BaseException:
             for block in blocks:
-                self.layout[block.region].free(block)
+                self.layout.free(block)
             raise
         return image
 

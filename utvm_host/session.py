@@ -122,7 +122,7 @@ class Session:
         if kind not in ("host", "openocd", "gdb"):
             raise ConfigError(f"device '{self.cfg.name}' uses transport {kind!r}, which this version of "
                               "utvm-host cannot drive (it knows 'host', 'openocd' and 'gdb')")
-        self.layout = MemoryLayout([(r.name, r.start, r.size, r.align) for r in self.cfg.resolved_layout()])
+        self.layout = self.cfg.memory_layout()
         self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
         try:
@@ -223,7 +223,12 @@ class Session:
     # -- runtime -----------------------------------------------------------------------------
 
     def _place_runtime(self) -> None:
-        """Link the runtime at its addresses and learn its symbols and struct layouts."""
+        """Link the runtime at its addresses and learn its symbols and struct layouts. The
+        stack is placed first: the lowest address of its region, so an overflow runs below it."""
+        spec = {r.name: r for r in self.cfg.resolved_layout()}
+        self._sizes = {k: spec[k].size for k in ("stack", "workspace", "args")}
+        self._stack_block = self.layout.place("stack", self._sizes["stack"], owner="runtime", what="stack",
+                                              align=spec["stack"].align)
         lib = build_runtime(self.cfg)
         self.runtime = self.linker.place(lib, "runtime", {})
         with ElfFile(self.runtime.elf_path) as elf:
@@ -250,12 +255,9 @@ class Session:
         self._sym = sym
         self._entry = sym.get("UTVMEntry", sym["UTVMMain"])
         self._trapped = (1 << (8 * ptr)) - 1
-        stack = self.layout["stack"]
-        self._stack_block = stack.alloc(stack.size, owner="runtime", what="stack")
-        ws = self.layout["workspace"]
-        self._workspace_block = ws.alloc(ws.size, owner="runtime", what="workspace")
-        args = self.layout["args"]
-        self._args_block = args.alloc(args.size, owner="runtime", what="call arguments")
+        ws, args = self._sizes["workspace"], self._sizes["args"]
+        self._workspace_block = self.layout.place("workspace", ws, owner="runtime", what="workspace", align=16)
+        self._args_block = self.layout.place("args", args, owner="runtime", what="call arguments", align=16)
 
     def _write_runtime(self, image: bool = True) -> None:
         if image:
@@ -371,14 +373,14 @@ class Session:
                             f"call{'s' if len(users) == 1 else ''} into it; unload "
                             f"{'it' if len(users) == 1 else 'them'} first")
         for block in mod.image.blocks:
-            self.layout[block.region].free(block)
+            self.layout.free(block)
         self.modules.remove(mod)
         mod.image.close()
 
     # -- tensors -----------------------------------------------------------------------------
 
     def _alloc_heap(self, nbytes: int, align: int, what: str) -> Block:
-        return self.layout["heap"].alloc(max(nbytes, 1), owner="", what=what, align=max(align, 16),
+        return self.layout.place("heap", max(nbytes, 1), owner="", what=what, align=max(align, 16),
                                          hint="or free tensors you no longer need")
 
     def empty(self, shape: Union[int, Sequence[int]], dtype: Any = "float32") -> "Tensor":
@@ -403,6 +405,16 @@ class Session:
         if arr.nbytes:
             self.transport.write(t.addr, arr)
         return t
+
+    def region_for(self, kind: str):
+        """The allocator that holds ``kind`` ('heap', 'text', ...) first: with the automatic
+        layout a device memory region, with a hand layout the section of that name."""
+        return self.layout.regions_for(kind)[0]
+
+    @property
+    def stack_block(self) -> Block:
+        """Where the device stack is (lowest address first: an overflow runs below it)."""
+        return self._stack_block
 
     def memory_map(self) -> MemoryMap:
         """Who uses which bytes of device memory, region by region."""
@@ -594,7 +606,7 @@ def _free_block(session_ref: "weakref.ref[Session]", block: Block) -> None:
     session = session_ref()
     if session is not None and session.layout is not None and session.is_open:
         try:
-            session.layout[block.region].free(block)
+            session.layout.free(block)
         except ValueError:
             pass
 
@@ -772,7 +784,7 @@ class Function:
                     tr.readinto(scratch.start + offsets[p.index], arr)
         finally:
             if scratch is not None:
-                session.layout["heap"].free(scratch)
+                session.layout.free(scratch)
         value = None if self._ret is None else self._ret.unpack_from(ret)[0]
         if error and (value is None or value != 0):
             text = session.transport.read(session._sym["utvm_last_error"], 256).split(b"\0", 1)[0]
