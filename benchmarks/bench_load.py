@@ -41,8 +41,13 @@ def main() -> None:
         with Session(cfg) as sess:
             def load_unload():
                 sess.load(lib).unload()
+
+            def first_load_unload():
+                sess.linker._measured.clear()     # as the first load of this library: link twice
+                sess.load(lib).unload()
             load_unload()
-            t_load = median(repeat(load_unload, number=10, repeat=5))
+            t_load = median(repeat(first_load_unload, number=10, repeat=5))
+            t_again = median(repeat(load_unload, number=10, repeat=5))
         tc = Toolchain(cfg)
         script = tmp / "flat.ld"
         script.write_text("SECTIONS { .text 0x10100000 : { *(.text*) } .rodata : { *(.rodata*) } "
@@ -54,8 +59,9 @@ def main() -> None:
                            check=True, capture_output=True)
         t_link = median(repeat(bare_link, number=10, repeat=5))
     print(f"load() of a {text:,}-byte library ({functions} kernels), compile excluded (median of 5 x 10)")
-    print(f"  load() + unload()            {t_load * 1e3:7.2f} ms   goal <= 20 ms   "
+    print(f"  first load() + unload()      {t_load * 1e3:7.2f} ms   goal <= 20 ms   "
           f"{'OK' if t_load <= 20e-3 else 'MISSED'}")
+    print(f"  load() again + unload()      {t_again * 1e3:7.2f} ms   (sizes known: one link)")
     print(f"  one bare gcc link            {t_link * 1e3:7.2f} ms   (load links twice)")
     print(f"  load() / bare link           {t_load / t_link:7.2f} x")
 

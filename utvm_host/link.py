@@ -94,6 +94,7 @@ class Linker:
         self.workdir = Path(workdir)
         self.template = (LINKER_DIR / "library.ld.in").read_text()
         self._count = 0
+        self._measured: Dict[tuple, Dict[str, Tuple[int, int]]] = {}
 
     def _script(self, addresses: Mapping[str, int], path: Path) -> Path:
         text = self.template
@@ -113,28 +114,26 @@ class Linker:
         cmd += tc.libs + ["-o", str(out)]
         tc.run(cmd, f"linking '{lib.name}' for {self.cfg['arch']}")
 
-    def place(self, lib: Library, owner: str, externs: Mapping[str, int],
-              provider: Optional[Mapping[str, str]] = None) -> LinkedImage:
-        """Allocate room for ``lib`` in the layout and link it there.
-
-        ``externs`` maps symbols defined elsewhere on the device (runtime, loaded libraries) to
-        addresses. Raises :class:`LinkError` for undefined symbols or sections that have no
-        region, :class:`~utvm_host.errors.LayoutError` when it does not fit. Nothing stays
-        allocated when it raises.
-        """
+    def measure(self, lib: Library, externs: Mapping[str, int]) -> Dict[str, Tuple[int, int]]:
+        """Link ``lib`` once where it would go to learn the real ``(size, align)`` of each output
+        section (helpers from libgcc included). Cached per library and set of external names.
+        Raises :class:`LinkError` for undefined symbols or sections utvm-host cannot place."""
         check_target(lib, self.cfg)
-        self._count += 1
-        stem = self.workdir / f"{self._count:03d}_{_safe(owner)}"
         own = set(lib.elf().defined_symbols())
         defsyms = {n: a for n, a in externs.items() if n not in own}
-
+        key = (lib.path, frozenset(defsyms))
+        cached = self._measured.get(key)
+        if cached is not None:
+            return cached
+        self._count += 1
+        stem = self.workdir / f"{self._count:03d}_{_safe(lib.name)}"
         starts = {s: self.layout.regions_for(k)[0].start for s, k in SECTION_REGIONS.items()}
         measured = Path(f"{stem}.measure.elf")
         self._link(lib, self._script(starts, Path(f"{stem}.measure.ld")), measured, defsyms, measure=True)
         with ElfFile(measured) as elf:
             missing = [n for n in elf.undefined_symbols()
                        if (s := elf.get_symbol(n)) is not None and s.bind == "GLOBAL"]
-            sizes = {}
+            sizes: Dict[str, Tuple[int, int]] = {}
             for sec in elf.sections:
                 if not sec.alloc:
                     continue
@@ -152,18 +151,45 @@ class Linker:
                 "library nor any loaded library); add the source that defines "
                 f"{'them' if len(missing) > 1 else 'it'} to build(), or load the library that "
                 "exports it first", undefined=missing)
+        self._measured[key] = sizes
+        return sizes
 
+    def reserve(self, lib: Library, owner: str, externs: Mapping[str, int],
+                layout: Optional[MemoryLayout] = None) -> List[Block]:
+        """Allocate blocks for ``lib``'s sections (in ``layout``, default the session's) without
+        linking: the fit check behind plan() and fits(). Nothing stays allocated on error."""
+        layout = layout or self.layout
+        sizes = self.measure(lib, externs)
         blocks: List[Block] = []
-        addresses = dict(starts)
         try:
-            for section, region in SECTION_REGIONS.items():
+            for section, kind in SECTION_REGIONS.items():
                 size, align = sizes.get(section, (0, 1))
-                if size == 0:
-                    continue
-                block = self.layout.place(region, size, owner=owner, what=section, align=max(align, 1),
-                                          hint="or unload a library (sess.memory_map() shows what is loaded)")
-                blocks.append(block)
-                addresses[section] = block.start
+                if size:
+                    blocks.append(layout.place(kind, size, owner=owner, what=section, align=max(align, 1),
+                                               hint="or unload a library (sess.memory_map() shows what is loaded)"))
+        except BaseException:
+            for block in blocks:
+                layout.free(block)
+            raise
+        return blocks
+
+    def place(self, lib: Library, owner: str, externs: Mapping[str, int],
+              provider: Optional[Mapping[str, str]] = None) -> LinkedImage:
+        """Allocate room for ``lib`` in the layout and link it there.
+
+        ``externs`` maps symbols defined elsewhere on the device (runtime, loaded libraries) to
+        addresses. Raises :class:`LinkError` for undefined symbols or sections that have no
+        region, :class:`~utvm_host.errors.LayoutError` when it does not fit. Nothing stays
+        allocated when it raises.
+        """
+        own = set(lib.elf().defined_symbols())
+        defsyms = {n: a for n, a in externs.items() if n not in own}
+        blocks = self.reserve(lib, owner, externs)
+        try:
+            addresses = {s: self.layout.regions_for(k)[0].start for s, k in SECTION_REGIONS.items()}
+            addresses.update({b.what: b.start for b in blocks})
+            self._count += 1
+            stem = self.workdir / f"{self._count:03d}_{_safe(owner)}"
             final = Path(f"{stem}.elf")
             self._link(lib, self._script(addresses, Path(f"{stem}.ld")), final, defsyms, measure=False)
             image = self._image(lib, owner, final, blocks)

@@ -25,8 +25,8 @@ import numpy as np
 from . import abi, launch
 from .config import DeviceConfig
 from .elf import CType, ElfFile, Signature
-from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout, KernelError, LinkError,
-                     TransportError, UtvmError)
+from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout, KernelError,
+                     LayoutError, LinkError, TransportError, UtvmError)
 from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
 from .toolchain import SHIM_PREFIX, Library, build_runtime, library_from_object
@@ -97,6 +97,8 @@ class Session:
         self._broken: Optional[str] = None
         self._owners: Dict[str, int] = {}
         self._processes: list = []
+        self._planned: Dict[str, List[Block]] = {}
+        self._planned_tensors: List[Block] = []
         #: The gdb port of the OpenOCD this session started (None otherwise), for debuggers.
         self.gdb_port: Optional[int] = None
         self._opened = False
@@ -347,12 +349,9 @@ class Session:
         :class:`LinkError` for undefined symbols or a library built for another device.
         """
         self._require_open()
-        if isinstance(lib, (str, os.PathLike)):
-            if not str(lib).endswith(".o"):
-                raise TypeError(f"load() takes a Library from build() or an object file (.o), got {str(lib)!r}")
-            lib = library_from_object(lib, self.cfg)
-        elif not isinstance(lib, Library):
-            raise TypeError(f"load() takes a Library from build() or an object file (.o), got {type(lib).__name__}")
+        lib = self._as_library(lib)
+        for block in self._planned.pop(lib.path, []):   # its reservation becomes the real thing
+            self.layout.free(block)
         count = self._owners.get(lib.name, 0) + 1
         self._owners[lib.name] = count
         owner = lib.name if count == 1 else f"{lib.name}#{count}"
@@ -365,6 +364,49 @@ class Session:
         self.modules.append(mod)
         log.info("loaded %s: %s", owner, ", ".join(f"{b.what} {b.size:,} B at 0x{b.start:x}" for b in image.blocks))
         return mod
+
+    def _as_library(self, lib: Union[Library, str, os.PathLike]) -> Library:
+        if isinstance(lib, (str, os.PathLike)):
+            if not str(lib).endswith(".o"):
+                raise TypeError(f"load() takes a Library from build() or an object file (.o), got {str(lib)!r}")
+            return library_from_object(lib, self.cfg)
+        if not isinstance(lib, Library):
+            raise TypeError(f"load() takes a Library from build() or an object file (.o), got {type(lib).__name__}")
+        return lib
+
+    def fits(self, lib: Union[Library, str, os.PathLike]) -> bool:
+        """Whether ``lib`` would fit in the free memory now (nothing is allocated or sent)."""
+        self._require_open()
+        try:
+            self.linker.reserve(self._as_library(lib), "fits?", self._externs()[0], layout=self.layout.copy())
+        except LayoutError:
+            return False
+        return True
+
+    def plan(self, libs: Sequence[Union[Library, str, os.PathLike]] = (),
+             tensors: Sequence[Tuple[Any, Any]] = ()) -> MemoryMap:
+        """Reserve room for ``libs`` and tensors ``(shape, dtype)`` before anything is sent: all
+        fit together, or :class:`LayoutError` says what does not (and nothing is reserved).
+        Later ``load(lib)`` and ``empty``/``tensor`` of those sizes use the reservations.
+        Returns the memory map with the reservations."""
+        self._require_open()
+        libs = [self._as_library(lib) for lib in libs]
+        trial = self.layout.copy()
+        externs = self._externs()[0]
+        for lib in libs:   # all in a copy first: an error leaves the real layout untouched
+            self.linker.reserve(lib, f"planned {lib.name}", externs, layout=trial)
+        sizes = []
+        for shape, dtype in tensors:
+            shape = (int(shape),) if isinstance(shape, numbers.Integral) else tuple(int(n) for n in shape)
+            dt = np.dtype(dtype)
+            sizes.append((max(math.prod(shape) * dt.itemsize, 1), f"tensor {dt.name}{list(shape)}"))
+            trial.place("heap", sizes[-1][0], owner="", what=sizes[-1][1], align=max(dt.alignment, 16))
+        for lib in libs:
+            self._planned.setdefault(lib.path, []).extend(
+                self.linker.reserve(lib, f"planned {lib.name}", externs))
+        for size, what in sizes:
+            self._planned_tensors.append(self.layout.place("heap", size, owner="planned", what=what, align=16))
+        return self.memory_map()
 
     def _unload(self, mod: "Module") -> None:
         users = [m.name for m in self.modules if mod in m.deps and m is not mod]
@@ -380,6 +422,10 @@ class Session:
     # -- tensors -----------------------------------------------------------------------------
 
     def _alloc_heap(self, nbytes: int, align: int, what: str) -> Block:
+        for i, planned in enumerate(self._planned_tensors):   # a tensor plan() reserved room for
+            if planned.what == what:
+                self.layout.free(self._planned_tensors.pop(i))
+                break
         return self.layout.place("heap", max(nbytes, 1), owner="", what=what, align=max(align, 16),
                                          hint="or free tensors you no longer need")
 
