@@ -115,3 +115,19 @@ def test_random_place_and_free_keeps_the_invariants(ops):
     for block in live:
         layout.free(block)
     assert [(r.used, r.free_ranges()) for r in layout] == [(0, [(0x1000, 8192)]), (0, [(0x20000000, 16384)])]
+
+
+def test_memory_map_picture(host_cfg, tmp_path):
+    with Session(host_cfg) as sess:
+        sess.load(build([EXAMPLES / "vadd.c"], host_cfg))
+        t = sess.tensor(np.zeros(1000, np.float32))
+        mm = sess.memory_map()
+        out = mm.plot(str(tmp_path / "map.png"), title="host device")
+    data = (tmp_path / "map.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1100, int(110 * (1.1 + 0.9 * len(mm.regions))))
+    assert out == str(tmp_path / "map.png")
+    text = str(mm)
+    assert "vadd" in text and "tensor float32[1000]" in text and "runtime" in text
+    assert t.nbytes == 4000

@@ -537,6 +537,42 @@ class MemoryMap:
                 lines.append("  (empty)")
         return "\n".join(lines)
 
+    def plot(self, path: str, *, title: Optional[str] = None) -> str:
+        """Draw the device memory as a PNG: one bar per region, its blocks coloured by owner
+        (free space white), sizes in the labels. Needs matplotlib (``pip install
+        'utvm-host[plot]'``). Returns ``path``."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            from matplotlib.patches import Patch
+        except ImportError as exc:
+            from .errors import ToolNotFoundError
+            raise ToolNotFoundError("matplotlib", "pip install 'utvm-host[plot]' (or pip install matplotlib) "
+                                                  "to draw memory maps") from exc
+        owners = sorted({r.owner or "tensors" for r in self.rows})
+        palette = plt.get_cmap("tab20")
+        colour = {o: palette(i % 20) for i, o in enumerate(owners)}
+        fig, axes = plt.subplots(len(self.regions), 1, figsize=(10, 1.1 + 0.9 * len(self.regions)), squeeze=False)
+        for ax, region in zip(axes[:, 0], self.regions):
+            ax.barh(0, region.size, left=0, color="white", edgecolor="black", height=0.6)
+            for row in self.rows_of(region.name):
+                ax.barh(0, max(row.size, region.size / 2000), left=row.start - region.start, height=0.6,
+                        color=colour[row.owner or "tensors"], edgecolor="none")
+            ax.set_xlim(0, region.size)
+            ax.set_yticks([])
+            ax.set_title(f"{region.name}  0x{region.start:x}-0x{region.end:x}: used {region.used:,} of "
+                         f"{region.size:,} bytes", fontsize=9, loc="left")
+            ax.tick_params(axis="x", labelsize=7)
+        fig.legend(handles=[Patch(color=colour[o], label=o) for o in owners], loc="lower center",
+                   ncol=min(len(owners), 6), fontsize=8, frameon=False)
+        if title:
+            fig.suptitle(title, fontsize=10)
+        fig.tight_layout(rect=(0, 0.08, 1, 0.95 if title else 1))
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
     def _repr_html_(self) -> str:
         """The table of ``__str__`` as HTML; every name is HTML-escaped."""
         hw = self._hex_width()
