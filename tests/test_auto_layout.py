@@ -131,3 +131,21 @@ def test_memory_map_picture(host_cfg, tmp_path):
     text = str(mm)
     assert "vadd" in text and "tensor float32[1000]" in text and "runtime" in text
     assert t.nbytes == 4000
+
+
+def test_map_reports_measured_stack_and_workspace(cfg):
+    from conftest import KERNELS
+    with Session(cfg) as sess:
+        mod = sess.load(build([KERNELS / "checked.c"], cfg, include_dirs=[KERNELS / "inc"]))
+        x = np.arange(300, dtype=np.int32)
+        y = np.zeros(300, np.int32)
+        assert mod["reverse_ws"](x, y, 300) == 0
+        notes = sess.memory_map().notes
+        usage = mod.library.stack_usage
+        assert set(usage) >= {"checked_scale", "reverse_ws", "greedy_ws"} and all(v >= 0 for v in usage.values())
+        fn = max(usage, key=lambda f: (usage[f], f))
+        assert notes[0] == (f"stack: {sess.stack_block.size:,} bytes reserved; the largest kernel frame is "
+                            f"{usage[fn]:,} bytes ({fn} in checked; gcc -fstack-usage, calls add up)")
+        # 1,200 + 64 bytes asked for, each block with a 16-byte header: the runtime's own count
+        assert notes[1] == (f"workspace: {sess._workspace_block.size:,} bytes "
+                            "reserved; the last call used 1,296 at most")

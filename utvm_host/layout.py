@@ -485,6 +485,8 @@ class MemoryMap:
 
     regions: List[RegionUsage] = field(default_factory=list)
     rows: List[MapRow] = field(default_factory=list)
+    #: Measurements shown under the table (stack and workspace use, for instance).
+    notes: List[str] = field(default_factory=list)
 
     @classmethod
     def from_allocators(cls, allocators: Iterable[SectionAllocator]) -> "MemoryMap":
@@ -535,6 +537,7 @@ class MemoryMap:
                              f"0x{row.start:0{hw}x}  {row.size:>{size_w},}".rstrip())
             if not rows:
                 lines.append("  (empty)")
+        lines.extend(self.notes)
         return "\n".join(lines)
 
     def plot(self, path: str, *, title: Optional[str] = None) -> str:

@@ -466,7 +466,22 @@ class Session:
         """Who uses which bytes of device memory, region by region."""
         if self.layout is None:
             raise UtvmError("the session is not open")
-        return self.layout.memory_map()
+        mm = self.layout.memory_map()
+        if self._opened and not self._broken:
+            stack = self._stack_block.size
+            deepest = [(n, f, m.name) for m in self.modules for f, n in m.library.stack_usage.items()]
+            if deepest:
+                size, fn, owner = max(deepest)
+                mm.notes.append(f"stack: {stack:,} bytes reserved; the largest kernel frame is {size:,} bytes "
+                                f"({fn} in {owner}; gcc -fstack-usage, calls add up)")
+            try:
+                peak = struct.unpack(self._ptr_fmt, self.transport.read(self._sym["utvm_workspace_peak"],
+                                                                       self.cfg.pointer_size))[0]
+                mm.notes.append(f"workspace: {self._workspace_block.size:,} bytes reserved; the last call used "
+                                f"{peak:,} at most")
+            except UtvmError:
+                pass
+        return mm
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"

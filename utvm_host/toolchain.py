@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 #: Bump when the build products change shape, so old cache entries are not reused.
-CACHE_VERSION = "utvm-host-build-3"
+CACHE_VERSION = "utvm-host-build-4"
 SHIM_PREFIX = "__utvm_shim_"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEVICE_STUBS = PACKAGE_ROOT / "device_stubs"
@@ -71,6 +71,16 @@ class Library:
     warnings: str = ""
     _signatures: Optional[Dict[str, Signature]] = field(default=None, repr=False)
     _elf: Optional[ElfFile] = field(default=None, repr=False)
+
+    @property
+    def stack_usage(self) -> Dict[str, int]:
+        """Bytes of stack each function's own frame takes, as gcc measured it (-fstack-usage);
+        empty when unknown (an object built elsewhere)."""
+        path = Path(self.path).with_name("stack_usage.json")
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
 
     def elf(self) -> ElfFile:
         """The object, parsed once and kept (symbols and DWARF are cached in it)."""
@@ -150,7 +160,7 @@ class Toolchain:
         for key, value in (defines or {}).items():
             cmd.append(f"-D{key}" if value is None else f"-D{key}={value}")
         if depfile:
-            cmd += ["-MD", "-MF", str(depfile)]
+            cmd += ["-MD", "-MF", str(depfile), "-fstack-usage"]
         cmd += [str(source), "-o", str(out)]
         return self.run(cmd, f"compiling {Path(source).name} for {self.cfg['arch']}").stderr.strip()
 
@@ -294,6 +304,16 @@ def build(sources: Union[PathLike, Sequence[PathLike]], cfg: DeviceConfig, *, cf
             for d in _parse_depfile(dep):
                 full = os.path.realpath(d)
                 deps[full] = _sha256_file(full)
+        usage: Dict[str, int] = {}
+        for obj in objects:   # gcc's NAME.su: "file:line:col:function<TAB>bytes<TAB>qualifier" per line
+            su = obj.with_suffix(".su")
+            if su.is_file():
+                for line in su.read_text().splitlines():
+                    parts = line.split("\t")
+                    if len(parts) >= 2 and parts[1].strip().isdigit():
+                        usage[parts[0].rsplit(":", 1)[-1]] = int(parts[1])
+                su.unlink()
+        (work / "stack_usage.json").write_text(json.dumps(usage, indent=1, sort_keys=True))
         for tmp in objects + depfiles:
             tmp.unlink()
         final = _store(entries, work, deps)
