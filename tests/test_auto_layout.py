@@ -62,7 +62,12 @@ class TestAutoLayout:
             too_much = [((heap.free_bytes // 4,), "float32"), ((heap.free_bytes // 4,), "float32")]
             with pytest.raises(LayoutError) as e:
                 sess.plan(libs, tensors=too_much)
-            assert str(e.value).startswith("cannot place ")
+            n = heap.free_bytes // 4
+            text = str(e.value)
+            assert text.startswith(f"cannot place {4 * n:,} bytes of tensor float32[{n}] in memory region "
+                                   f"'{heap.name}' (capacity {heap.size:,}, used ")
+            assert "runtime " in text.split("; it holds: ", 1)[1] and text.endswith(
+                "; free tensors or unload a library you no longer need, or give the device more memory (cfg[\"memory\"])")
             assert sess.memory_map().to_dict() == before          # nothing reserved, nothing sent
             plan = sess.plan(libs, tensors=[((64,), "float32")])
             planned = [r for r in plan.rows if r.owner.startswith("planned") or r.owner == "planned"]

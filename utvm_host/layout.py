@@ -502,7 +502,7 @@ class MemoryMap:
         """The rows of one region, by start address."""
         return [r for r in self.rows if r.region == region]
 
-    def to_dict(self) -> Dict[str, List[Dict[str, Any]]]:
+    def to_dict(self) -> Dict[str, Any]:
         """``{"regions": [RegionUsage fields...], "rows": [MapRow fields...]}`` (str and int only)."""
         return {"regions": [asdict(r) for r in self.regions],
                 "rows": [asdict(r) for r in self.rows]}
@@ -591,4 +591,5 @@ class MemoryMap:
                            f"<td><code>0x{row.start:0{hw}x}</code></td>"
                            f'<td style="text-align:right">{row.size:,}</td></tr>')
         out.append("</tbody></table>")
+        out.extend(f"<p>{esc(note)}</p>" for note in self.notes)
         return "\n".join(out)
