@@ -75,8 +75,8 @@ class TestAutoLayout:
             vadd_text = next(r for r in planned if r.owner == "planned vadd" and r.what == ".text")
             mod = sess.load(libs[0])                                # uses its reservation
             assert next(b for b in mod.image.blocks if b.what == ".text").start == vadd_text.start
-            t = sess.empty((64,), "float32")
-            assert not [r for r in sess.memory_map().rows if r.owner == "planned"]
+            t = sess.empty((64,), "float32")                       # takes the planned tensor room
+            assert not [r for r in sess.memory_map().rows if r.owner == "planned"] and t.nbytes == 256
 
     def test_fits_answers_without_loading(self, cfg, big_source):
         with Session(cfg) as sess:

@@ -6,11 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import EXAMPLES
-from utvm_host import Session, TransportError, build, devices
+from utvm_host import Session, TransportError, devices
 
 
 class TestTeardown:

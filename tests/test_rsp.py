@@ -3,7 +3,6 @@ bulk memory through a real OpenOCD gdb port."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from conftest import require_spike
 from utvm_host import Session, devices

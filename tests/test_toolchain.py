@@ -1,14 +1,11 @@
 """build(): compiling for every target, diagnostics, the content-hash cache, generated shims."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 
 import pytest
 
-from conftest import EXAMPLES, KERNELS, require_tool
+from conftest import EXAMPLES, KERNELS
 from utvm_host import BuildError, ToolNotFoundError, build, devices
 from utvm_host.elf import ElfFile
 from utvm_host.toolchain import SHIM_PREFIX, shim_source

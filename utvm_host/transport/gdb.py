@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
-from ..errors import ConnectionLost, TransportError
 from .base import StopInfo, Transport
 from .rsp import RspClient
 

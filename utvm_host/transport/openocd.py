@@ -14,7 +14,7 @@ import logging
 import socket
 import struct
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from ..errors import ConnectionLost, TransportError, TransportTimeout
 from .base import StopInfo, Transport
