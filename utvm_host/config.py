@@ -36,6 +36,7 @@ TOP_LEVEL_KEYS = {
     "transport": "how to reach the device: {kind: host | openocd | gdb, ...}",
     "timeout": "seconds a call may run before DeviceTimeout",
     "clock_hz": "the device clock in Hz (None when unknown)",
+    "counter": "what the device's timing counter counts: {name, per_second} (per_second None: unknown)",
 }
 ABI_KEYS = ("name", "pointer_size", "endian", "elf_machine", "elf_class", "stack_align", "thumb")
 TOOLCHAIN_KEYS = ("prefix", "cc", "cflags", "runtime_cflags", "ldflags", "libs", "package")

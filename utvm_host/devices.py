@@ -75,6 +75,7 @@ def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: flo
         "memory": _memory([(base_addr, memory_size)]),
         "mem_layout": layout,
         "transport": {"kind": "host"},
+        "counter": {"name": "nanoseconds", "per_second": 1_000_000_000},
         "layout": "auto",
         "timeout": timeout,
         "clock_hz": None,
@@ -122,6 +123,10 @@ def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[st
         "memory": memory,
         "mem_layout": _layout(order),
         "transport": transport,
+        # Spike models no pipeline: mcycle == minstret, so it counts instructions (FACTS.md);
+        # QEMU's mcycle follows the host's clock. Seconds need cfg["clock_hz"].
+        "counter": {"name": "instructions", "per_second": None} if transport.get("launch") == "spike"
+        else {"name": "cycles", "per_second": None},
         "layout": "auto",
         "timeout": timeout,
         "clock_hz": clock_hz,
@@ -137,7 +142,9 @@ def spike(isa: str = "rv32imac", *, base_addr: int = 0x80000000, memory_size: in
     mem = _memory(memory if memory else [(base_addr, memory_size)])
     transport = {"kind": "openocd", "launch": None if server_port else "spike", "isa": isa,
                  "server_addr": server_addr or "127.0.0.1", "server_port": server_port}
-    return _riscv(f"spike-{isa}", isa, mem, transport, timeout, None)
+    # Spike counts instructions; 100 MHz at one instruction a cycle turns them into seconds
+    # (set cfg["clock_hz"] to model another core).
+    return _riscv(f"spike-{isa}", isa, mem, transport, timeout, 100_000_000)
 
 
 _ARM_CORES = {
@@ -200,6 +207,7 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
         "memory": memory,
         "mem_layout": mem_layout,
         "transport": transport,
+        "counter": {"name": "none", "per_second": None},   # no DWT cycle counter is used yet
         "layout": "auto",
         "timeout": timeout,
         "clock_hz": None,

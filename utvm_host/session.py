@@ -97,6 +97,8 @@ class Session:
         self._broken: Optional[str] = None
         self._owners: Dict[str, int] = {}
         self._processes: list = []
+        self._timing_armed = False
+        self._overheads: Dict[int, float] = {}
         self._planned: Dict[str, List[Block]] = {}
         self._planned_tensors: List[Block] = []
         #: The gdb port of the OpenOCD this session started (None otherwise), for debuggers.
@@ -291,6 +293,7 @@ class Session:
                 relaunched = True
             self._num_tasks = -1
             self._last_task = None
+            self._timing_armed = True   # the runtime's timing switch may be left on: clear it
             self._write_runtime(image=not relaunched or not self._preloaded)
             for mod in self.modules:
                 self._write_image(mod.image)
@@ -510,9 +513,19 @@ class Session:
         pack_ptr(task, self._task_off["ret"], ret_addr)
         return bytes(task), base, ret_addr
 
-    def _run_task(self, fn: "Function", args_blob: bytes, timeout: Optional[float]) -> Tuple[int, int, bytes]:
-        """Run one shim call; returns (status, error flag, return slot)."""
+    def _run_task(self, fn: "Function", args_blob: bytes, timeout: Optional[float],
+                  timing: Optional[Tuple[int, int]] = None) -> Tuple[int, int, bytes, Tuple[int, ...]]:
+        """Run one shim call; returns (status, error flag, return slot, counts). With ``timing``
+        = (number, repeat) the runtime runs it number x repeat times and ``counts`` holds the
+        counter difference of each repeat."""
         tr = self.transport
+        if timing is not None:
+            tr.write(self._sym["utvm_number"], struct.pack(self._order + "I", timing[0]))
+            tr.write(self._sym["utvm_repeat"], struct.pack(self._order + "I", timing[1]))
+            self._timing_armed = True
+        elif self._timing_armed:
+            tr.write(self._sym["utvm_number"], struct.pack(self._order + "I", 0))
+            self._timing_armed = False
         task, base, ret_addr = fn._task
         if len(args_blob) + abi.SLOT_SIZE > self._args_block.size:
             raise TypeError(f"{fn.name}() has too many arguments for the args region "
@@ -548,10 +561,26 @@ class Session:
                 raise DeviceError(f"kernel '{fn.name}' did not run: the runtime reports {summary & 0xFFFF} "
                                   "tasks done; call sess.reset()")
             mask = 0xFFFFFFFF
-            return 0, (summary >> 16) & 1, struct.pack(self._order + "II", lo & mask, hi & mask)
+            return (0, (summary >> 16) & 1, struct.pack(self._order + "II", lo & mask, hi & mask),
+                    self._read_counts(timing))
         done = tr.read(tasks, self._task_stride)
         status, error = self._status.unpack_from(done, self._task_off["status"])
-        return status, error, tr.read(ret_addr, abi.SLOT_SIZE)
+        return status, error, tr.read(ret_addr, abi.SLOT_SIZE), self._read_counts(timing)
+
+    def _read_counts(self, timing: Optional[Tuple[int, int]]) -> Tuple[int, ...]:
+        if timing is None:
+            return ()
+        raw = self.transport.read(self._sym["utvm_counts"], 8 * timing[1])
+        return struct.unpack(f"{self._order}{timing[1]}Q", raw)
+
+    def _loop_overhead(self, number: int, timeout: Optional[float]) -> float:
+        """Counter units per iteration that the timing loop itself costs (an empty kernel timed
+        the same way; the smallest of a few repeats). Cached per ``number``."""
+        if number not in self._overheads:
+            empty = _EmptyKernel(self)
+            _, _, _, counts = self._run_task(empty, b"", timeout, timing=(number, 5))
+            self._overheads[number] = min(counts) / number
+        return self._overheads[number]
 
     def _raise_trap(self, fn: "Function") -> None:
         """The device's trap handler ran during the call: decode its record into DeviceFault."""
@@ -718,6 +747,11 @@ class Module:
         fn = self._functions[name] = Function(self, sig, shim)
         return fn
 
+    def time_evaluator(self, name: str, number: int = 10, repeat: int = 1, min_repeat_ms: float = 0):
+        """Time kernel ``name`` on the device, TVM style: ``mod.time_evaluator("k", number=100,
+        repeat=3)(*args)`` returns a :class:`~utvm_host.timing.TimingResult` (seconds)."""
+        return self[name].time_evaluator(number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+
     def unload(self) -> None:
         """Free the module's sections for the next library. Its Functions stop working."""
         if self._loaded:
@@ -728,6 +762,16 @@ class Module:
         size = sum(b.size for b in self.image.blocks)
         state = "" if self._loaded else " unloaded"
         return f"<Module {self.name} ({size:,} bytes, kernels: {', '.join(self.kernels())}){state}>"
+
+
+class _EmptyKernel:
+    """The runtime's UTVMEmptyShim, called like a kernel to measure the timing loop itself."""
+
+    name = "(empty kernel)"
+    _result_regs = 1
+
+    def __init__(self, session: Session):
+        self._task = session._task_record(session._sym["UTVMEmptyShim"], 0)
 
 
 class _Param:
@@ -776,6 +820,16 @@ class Function:
         return f"argument {p.index + 1} '{p.name}' of {self.name}() ({p.ctype.spelling})"
 
     def __call__(self, *args: Any, timeout: Optional[float] = None) -> Any:
+        """Call the kernel. (Details: :meth:`_call`.)"""
+        return self._call(args, timeout)[0]
+
+    def time_evaluator(self, number: int = 10, repeat: int = 1, min_repeat_ms: float = 0):
+        """A callable that times this kernel on the device: see :mod:`utvm_host.timing`."""
+        from .timing import TimeEvaluator
+        return TimeEvaluator(self, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+
+    def _call(self, args: Sequence[Any], timeout: Optional[float] = None,
+              timing: Optional[Tuple[int, int]] = None) -> Tuple[Any, Tuple[int, ...]]:
         """Call the kernel. ``const T*`` arrays are copied in, ``T*`` arrays in and out, tensors
         are used in place, scalars go by value; returns the kernel's return value (or None).
 
@@ -839,7 +893,8 @@ class Function:
                     p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, 0)
                 else:
                     p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, scratch.start + offsets[p.index])
-            status, error, ret = session._run_task(self, bytes(blob), session.timeout if timeout is None else timeout)
+            status, error, ret, counts = session._run_task(self, bytes(blob),
+                                                           session.timeout if timeout is None else timeout, timing)
             for p, arr in arrays:
                 if not p.const and arr.nbytes:
                     tr.readinto(scratch.start + offsets[p.index], arr)
@@ -854,8 +909,8 @@ class Function:
             raise KernelError(f"kernel '{self.name}' failed{returned}: {text}", kernel=self.name,
                               status=0 if value is None else int(value), text=text)
         if self._ret_kind == "bool" and value is not None:
-            return bool(value)
-        return value
+            return bool(value), counts
+        return value, counts
 
     def _check_dtype(self, p: _Param, dtype: np.dtype) -> None:
         if p.dtype is not None and dtype != p.dtype:

@@ -357,7 +357,7 @@ def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] =
 
 
 #: Per-architecture device code (entry, trap handler, HTIF), beside the portable runtime.
-ARCH_STUBS = {"EM_RISCV": "riscv", "EM_ARM": "cortexm"}
+ARCH_STUBS = {"EM_RISCV": "riscv", "EM_ARM": "cortexm", "EM_X86_64": "linux", "EM_AARCH64": "linux"}
 
 
 def runtime_sources(cfg: DeviceConfig) -> List[Path]:

@@ -35,6 +35,18 @@ volatile uint32_t utvm_tasks_done;   /* tasks finished so far: tells the host wh
 volatile uint32_t utvm_error_set;
 char utvm_last_error[UTVM_ERROR_LEN];
 
+/* Timing (time_evaluator): with utvm_number > 0, UTVMMain runs task 0 utvm_number times per
+ * measurement, utvm_repeat measurements, and stores each one's counter difference. */
+#define UTVM_MAX_REPEAT 64
+volatile uint32_t utvm_number;
+volatile uint32_t utvm_repeat;
+volatile uint64_t utvm_counts[UTVM_MAX_REPEAT];
+
+/* The device's counter: cycles, retired instructions or nanoseconds, per target (a strong
+ * definition in device_stubs/<arch>/ replaces this one, which counts nothing). */
+uint64_t UTVMCounter(void) __attribute__((weak));
+uint64_t UTVMCounter(void) { return 0; }
+
 /* The session writes where the workspace region lies before the first call. */
 volatile uintptr_t utvm_workspace_base;
 volatile uintptr_t utvm_workspace_size;
@@ -166,6 +178,14 @@ int memcmp(const void *a, const void *b, size_t n) {
 
 /* ---- task loop -------------------------------------------------------------------------- */
 
+/* A kernel that does nothing: timing it gives the loop's own overhead, which the host
+ * subtracts from every measurement. */
+int32_t UTVMEmptyShim(const void *args, void *ret) __attribute__((noinline, used));
+int32_t UTVMEmptyShim(const void *args, void *ret) {
+  __asm__ volatile("" : : "r"(args), "r"(ret) : "memory");
+  return 0;
+}
+
 /* The host stops here. Its arguments land in registers, which a debugger transport reads at
  * the stop instead of memory: summary = tasks done | (error flag << 16) (all ones when a trap
  * handler jumped here), then the first task's return slot as two 32-bit words. */
@@ -181,6 +201,21 @@ void UTVMMain(void) {
   utvm_error_set = 0;
   utvm_last_error[0] = '\0';
   if (n > UTVM_MAX_TASKS) n = UTVM_MAX_TASKS;
+  if (utvm_number > 0 && n > 0) { /* timing: task 0, number x repeat times */
+    volatile UTVMTask *t = &utvm_tasks[0];
+    UTVMShim shim = (UTVMShim)t->func;
+    uint32_t r, k, repeat = utvm_repeat > UTVM_MAX_REPEAT ? UTVM_MAX_REPEAT : utvm_repeat;
+    utvm_error_set = 0;
+    for (r = 0; r < repeat && !utvm_error_set; r++) {
+      uint64_t start = UTVMCounter();
+      for (k = 0; k < utvm_number && !utvm_error_set; k++) t->status = shim((const void *)t->args, (void *)t->ret);
+      utvm_counts[r] = UTVMCounter() - start;
+    }
+    t->error = (int32_t)utvm_error_set;
+    any_error = utvm_error_set ? 1u : 0u;
+    utvm_tasks_done = 1;
+    n = 0; /* the loop below has nothing left to do */
+  }
   for (i = 0; i < n; i++) {
     volatile UTVMTask *t = &utvm_tasks[i];
     UTVMShim shim = (UTVMShim)t->func;
@@ -193,7 +228,7 @@ void UTVMMain(void) {
       break;
     }
   }
-  if (n > 0) {
+  if (utvm_num_tasks > 0) {
     volatile uint32_t *ret = (volatile uint32_t *)utvm_tasks[0].ret;
     ret_lo = ret[0];
     ret_hi = ret[1];

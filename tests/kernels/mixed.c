@@ -12,3 +12,8 @@ int16_t sub_i16(int16_t a, int16_t b) { return (int16_t)(a - b); }
 float scale_f32(float x, float k) { return x * k; }
 _Bool is_positive(int32_t x) { return x > 0; }
 void nothing(void) {}
+
+/* A loop whose instruction count per iteration is fixed: for timing tests. */
+void count_loop(int32_t n) {
+  for (int32_t i = 0; i < n; i++) __asm__ volatile("nop");
+}
