@@ -1,0 +1,204 @@
+"""An AutoTVM-style tuning loop: compile every variant of a kernel, time each on the device,
+keep the fastest one that computes the right answer.
+
+Candidates are the product of ``space`` (macro -> values), compiled in parallel on all host
+cores (and cached), then measured one after another on one session. Each result goes to a
+JSON-lines log as soon as it is known, so a crashed or interrupted run resumes from it without
+measuring anything twice.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .config import DeviceConfig
+from .errors import BuildError, UtvmError
+from .session import Session
+from .toolchain import build
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trial:
+    """One candidate: its macro values, what happened ('ok', 'wrong', 'build error', 'error'),
+    and for 'ok' its time (``mean`` seconds, or ``value`` in counter units when seconds are
+    unknown)."""
+    config: Dict[str, Any]
+    status: str
+    mean: Optional[float] = None
+    value: Optional[float] = None
+    counter: Optional[str] = None
+    error: str = ""
+
+    @property
+    def score(self) -> Optional[float]:
+        return self.mean if self.mean is not None else self.value
+
+    def to_json(self) -> str:
+        return json.dumps({"config": self.config, "status": self.status, "mean": self.mean, "value": self.value,
+                           "counter": self.counter, "error": self.error}, sort_keys=True)
+
+
+@dataclass
+class TuneResult:
+    """All trials in the order they were measured (resumed ones included) and the best one."""
+    trials: List[Trial] = field(default_factory=list)
+
+    @property
+    def best(self) -> Trial:
+        good = [t for t in self.trials if t.status == "ok" and t.score is not None]
+        if not good:
+            raise UtvmError("no candidate computed the right answer; see the trials' errors")
+        return min(good, key=lambda t: t.score)
+
+    def plot(self, path: str) -> str:
+        """A PNG of the search: each candidate's time in the order measured, the best marked."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            from .errors import ToolNotFoundError
+            raise ToolNotFoundError("matplotlib", "pip install 'utvm-host[plot]'") from exc
+        xs = [i for i, t in enumerate(self.trials) if t.status == "ok"]
+        ys = [self.trials[i].score for i in xs]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.plot(xs, ys, "o", color="tab:blue", label="candidates")
+        bad = [i for i, t in enumerate(self.trials) if t.status != "ok"]
+        if bad and ys:
+            ax.plot(bad, [max(ys)] * len(bad), "x", color="tab:red", label="rejected or failed")
+        if ys:
+            best = self.best
+            ax.plot([self.trials.index(best)], [best.score], "*", markersize=16, color="tab:orange",
+                    label=f"best {best.config}")
+        unit = "seconds" if self.trials and self.trials[0].mean is not None else (self.trials[0].counter or "")
+        ax.set_xlabel("candidate (in measurement order)")
+        ax.set_ylabel(f"time per call ({unit})")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def _key(config: Mapping[str, Any]) -> str:
+    return json.dumps(dict(config), sort_keys=True)
+
+
+def tune(sources: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]], space: Mapping[str, Sequence[Any]],
+         cfg: DeviceConfig, entry: str, args: Sequence[Any], *, reference: Optional[Mapping[int, np.ndarray]] = None,
+         log: Optional[Union[str, os.PathLike]] = None, number: int = 1, repeat: int = 1,
+         cflags: Sequence[str] = (), rtol: float = 1e-4, atol: float = 1e-5, session: Optional[Session] = None,
+         progress: bool = True, jobs: Optional[int] = None) -> TuneResult:
+    """Tune kernel ``entry`` of ``sources`` over ``space`` on ``cfg``'s device.
+
+    ``args`` are the kernel's arguments (numpy arrays and scalars); the arrays are sent to the
+    device once and stay there for the whole search. Each candidate is timed with
+    ``number`` x ``repeat`` runs (one run by default: device counts are exact on simulators),
+    and the outputs of that timed run are checked. ``reference`` maps the
+    index of each output argument to its expected value; without it the first candidate that
+    builds and runs provides the reference. A candidate whose outputs differ (``rtol``/``atol``)
+    is rejected as 'wrong'; one that fails to build or run is recorded and skipped. With
+    ``log``, every trial is appended as a JSON line, and trials already in the log are not
+    measured again. Returns a :class:`TuneResult` (``.best``, ``.trials``, ``.plot()``).
+    """
+    names = list(space)
+    configs = [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+    done: Dict[str, Trial] = {}
+    if log is not None and Path(log).exists():
+        for line in Path(log).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue   # a line cut short by a crash
+            done[_key(rec["config"])] = Trial(rec["config"], rec["status"], rec.get("mean"), rec.get("value"),
+                                               rec.get("counter"), rec.get("error", ""))
+    todo = [c for c in configs if _key(c) not in done]
+    result = TuneResult([done[_key(c)] for c in configs if _key(c) in done])
+    expected = {i: np.asarray(v) for i, v in (reference or {}).items()}
+
+    def compile_one(config):
+        return build(sources, cfg, cflags=cflags, defines=config, name=f"{entry}{_key(config)}")
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
+    futures = [pool.submit(compile_one, c) for c in todo]
+    bar = None
+    if progress and todo:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(todo), desc=f"tuning {entry}", unit="candidate")
+        except ImportError:
+            bar = None
+    own_session = session is None
+    sess = session or Session(cfg).open()
+    logf = open(log, "a") if log is not None else None
+    resident: Dict[int, Any] = {}
+    try:
+        for config, future in zip(todo, futures):
+            trial = _measure(sess, config, future, entry, args, expected, number, repeat, rtol, atol, resident)
+            result.trials.append(trial)
+            if logf:
+                logf.write(trial.to_json() + "\n")
+                logf.flush()
+            if bar:
+                bar.update(1)
+                if trial.status == "ok":
+                    bar.set_postfix_str(f"best {result.best.score:.3g}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar:
+            bar.close()
+        if logf:
+            logf.close()
+        for t in resident.values():
+            t.free()
+        if own_session:
+            sess.close()
+    return result
+
+
+def _measure(sess: Session, config: Dict[str, Any], future, entry: str, args: Sequence[Any],
+             expected: Dict[int, np.ndarray], number: int, repeat: int, rtol: float, atol: float,
+             resident: Dict[int, Any]) -> Trial:
+    try:
+        lib = future.result()
+    except BuildError as exc:
+        return Trial(config, "build error", error=str(exc).splitlines()[0])
+    try:
+        mod = sess.load(lib)
+    except UtvmError as exc:
+        return Trial(config, "error", error=str(exc))
+    try:
+        fn = mod[entry]
+        if not resident:   # arrays stay on the device for the whole search: sent once, not per candidate
+            for i, a in enumerate(args):
+                if isinstance(a, np.ndarray):
+                    resident[i] = sess.tensor(a)
+        work = [resident.get(i, a) for i, a in enumerate(args)]
+        writes = [i for i, p in enumerate(fn.signature.params) if i in resident and not p.type.pointee.const]
+        for i in writes:   # every candidate starts from the same output contents
+            resident[i].copyfrom(np.ascontiguousarray(args[i]))
+        # One timed run computes the outputs too: they are checked after it.
+        timing = fn.time_evaluator(number=number, repeat=repeat)(*work)
+        outputs = {i: resident[i].numpy() for i in writes}
+        if not expected:
+            expected.update(outputs)                 # the first working candidate is the reference
+        for i, want in expected.items():
+            if not np.allclose(outputs[i], want, rtol=rtol, atol=atol):
+                return Trial(config, "wrong", error=f"output argument {i} differs from the reference "
+                                                    f"(max |diff| {float(np.max(np.abs(outputs[i] - want))):.3g})")
+        mean = timing.mean if timing.results is not None else None
+        return Trial(config, "ok", mean=mean, value=float(np.mean(timing.values)), counter=timing.counter)
+    except UtvmError as exc:
+        return Trial(config, "error", error=str(exc))
+    finally:
+        mod.unload()
