@@ -97,7 +97,7 @@ class Session:
         self._broken: Optional[str] = None
         self._owners: Dict[str, int] = {}
         self._processes: list = []
-        self._timing_armed = False
+        self._timing_state: Tuple[int, int] = (-1, -1)   # unknown: written before the first call
         self._overheads: Dict[int, float] = {}
         self._planned: Dict[str, List[Block]] = {}
         self._planned_tensors: List[Block] = []
@@ -293,7 +293,7 @@ class Session:
                 relaunched = True
             self._num_tasks = -1
             self._last_task = None
-            self._timing_armed = True   # the runtime's timing switch may be left on: clear it
+            self._timing_state = (-1, -1)   # the runtime's timing switch may be left on: write it again
             self._write_runtime(image=not relaunched or not self._preloaded)
             for mod in self.modules:
                 self._write_image(mod.image)
@@ -519,13 +519,10 @@ class Session:
         = (number, repeat) the runtime runs it number x repeat times and ``counts`` holds the
         counter difference of each repeat."""
         tr = self.transport
-        if timing is not None:
-            tr.write(self._sym["utvm_number"], struct.pack(self._order + "I", timing[0]))
-            tr.write(self._sym["utvm_repeat"], struct.pack(self._order + "I", timing[1]))
-            self._timing_armed = True
-        elif self._timing_armed:
-            tr.write(self._sym["utvm_number"], struct.pack(self._order + "I", 0))
-            self._timing_armed = False
+        state = tuple(timing) if timing is not None else (0, 0)
+        if state != self._timing_state:   # one write, and only when it changes
+            tr.write(self._sym["utvm_timing"], struct.pack(self._order + "II", *state))
+            self._timing_state = state
         task, base, ret_addr = fn._task
         if len(args_blob) + abi.SLOT_SIZE > self._args_block.size:
             raise TypeError(f"{fn.name}() has too many arguments for the args region "
@@ -561,8 +558,10 @@ class Session:
                 raise DeviceError(f"kernel '{fn.name}' did not run: the runtime reports {summary & 0xFFFF} "
                                   "tasks done; call sess.reset()")
             mask = 0xFFFFFFFF
-            return (0, (summary >> 16) & 1, struct.pack(self._order + "II", lo & mask, hi & mask),
-                    self._read_counts(timing))
+            error = (summary >> 16) & 1
+            if timing is not None and timing[1] == 1 and not error:   # the count came in lo/hi
+                return 0, 0, bytes(abi.SLOT_SIZE), ((hi & mask) << 32 | (lo & mask),)
+            return 0, error, struct.pack(self._order + "II", lo & mask, hi & mask), self._read_counts(timing)
         done = tr.read(tasks, self._task_stride)
         status, error = self._status.unpack_from(done, self._task_off["status"])
         return status, error, tr.read(ret_addr, abi.SLOT_SIZE), self._read_counts(timing)

@@ -38,8 +38,7 @@ char utvm_last_error[UTVM_ERROR_LEN];
 /* Timing (time_evaluator): with utvm_number > 0, UTVMMain runs task 0 utvm_number times per
  * measurement, utvm_repeat measurements, and stores each one's counter difference. */
 #define UTVM_MAX_REPEAT 64
-volatile uint32_t utvm_number;
-volatile uint32_t utvm_repeat;
+volatile uint32_t utvm_timing[2]; /* number, repeat: one write sets both */
 volatile uint64_t utvm_counts[UTVM_MAX_REPEAT];
 
 /* The device's counter: cycles, retired instructions or nanoseconds, per target (a strong
@@ -194,21 +193,23 @@ void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
 }
 
 void UTVMMain(void) {
-  uint32_t i, n = utvm_num_tasks, any_error = 0;
+  uint32_t i, n = utvm_num_tasks, any_error = 0, timed = 0;
   uintptr_t ret_lo = 0, ret_hi = 0;
   ws_reset();
   utvm_tasks_done = 0;
   utvm_error_set = 0;
   utvm_last_error[0] = '\0';
   if (n > UTVM_MAX_TASKS) n = UTVM_MAX_TASKS;
-  if (utvm_number > 0 && n > 0) { /* timing: task 0, number x repeat times */
+  if (utvm_timing[0] > 0 && n > 0) { /* timing: task 0, number x repeat times */
     volatile UTVMTask *t = &utvm_tasks[0];
     UTVMShim shim = (UTVMShim)t->func;
-    uint32_t r, k, repeat = utvm_repeat > UTVM_MAX_REPEAT ? UTVM_MAX_REPEAT : utvm_repeat;
+    uint32_t r, k, number = utvm_timing[0];
+    uint32_t repeat = utvm_timing[1] > UTVM_MAX_REPEAT ? UTVM_MAX_REPEAT : utvm_timing[1];
+    timed = 1;
     utvm_error_set = 0;
     for (r = 0; r < repeat && !utvm_error_set; r++) {
       uint64_t start = UTVMCounter();
-      for (k = 0; k < utvm_number && !utvm_error_set; k++) t->status = shim((const void *)t->args, (void *)t->ret);
+      for (k = 0; k < number && !utvm_error_set; k++) t->status = shim((const void *)t->args, (void *)t->ret);
       utvm_counts[r] = UTVMCounter() - start;
     }
     t->error = (int32_t)utvm_error_set;
@@ -228,7 +229,10 @@ void UTVMMain(void) {
       break;
     }
   }
-  if (utvm_num_tasks > 0) {
+  if (timed && !any_error) { /* the first measurement rides in the return registers */
+    ret_lo = (uintptr_t)(uint32_t)utvm_counts[0];
+    ret_hi = (uintptr_t)(uint32_t)(utvm_counts[0] >> 32);
+  } else if (utvm_num_tasks > 0) {
     volatile uint32_t *ret = (volatile uint32_t *)utvm_tasks[0].ret;
     ret_lo = ret[0];
     ret_hi = ret[1];
