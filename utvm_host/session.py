@@ -540,7 +540,8 @@ class Session:
         stack = self._stack_block
         try:
             stop = tr.run(self._entry, stack_base=stack.start, stack_size=stack.size,
-                          stop_at=self._sym["UTVMDone"], timeout=timeout, results=fn._result_regs)
+                          stop_at=self._sym["UTVMDone"], timeout=timeout,
+                          results=3 if timing is not None else fn._result_regs)
         except ConnectionLost as exc:
             recovered = self._recover(f"the device went away during '{fn.name}'")
             raise ConnectionLost(f"{exc} while calling kernel '{fn.name}'; {recovered}") from None
