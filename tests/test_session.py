@@ -429,3 +429,12 @@ class TestTracing:
         assert re.search(r"write 0x[0-9a-f]+, 4 bytes\n  [0-9a-f]{8}: 01 02 03 04 ", text)   # the array
         assert "01 02 03 04" in text and "|....|" in text
         assert "run   entry 0x" in text and "stop  StopInfo(kind='done'" in text
+
+
+def test_fill_bytes_on_the_device(sess):
+    t = sess.tensor(np.arange(10, dtype=np.int32))
+    t.fill_bytes(0xAB)
+    assert t.numpy().tobytes() == b"\xab" * 40
+    t.fill_bytes(0)
+    np.testing.assert_array_equal(t.numpy(), np.zeros(10, np.int32))
+    t.free()

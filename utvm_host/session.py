@@ -673,6 +673,16 @@ class Tensor:
             self.session.transport.readinto(self.addr, out)
         return out
 
+    def fill_bytes(self, value: int) -> "Tensor":
+        """Set every byte of the tensor to ``value`` on the device itself: one call, no data
+        crosses the link (0xFF makes float tensors NaN: handy to catch outputs never written)."""
+        self._check()
+        session = self.session
+        blob = struct.pack(session._order + "QiiI", 0, int(value) & 0xFF, 0, self.nbytes)
+        blob = struct.pack(session._ptr_fmt, self.addr) + bytes(8 - session.cfg.pointer_size) + blob[8:]
+        session._run_task(_FillKernel(session), blob[:24], session.timeout)
+        return self
+
     def copyfrom(self, array: Any) -> "Tensor":
         """Overwrite the tensor with ``array`` (same shape and dtype)."""
         self._check()
@@ -769,9 +779,19 @@ class _EmptyKernel:
 
     name = "(empty kernel)"
     _result_regs = 1
+    shim_symbol = "UTVMEmptyShim"
+    nargs = 0
 
     def __init__(self, session: Session):
-        self._task = session._task_record(session._sym["UTVMEmptyShim"], 0)
+        self._task = session._task_record(session._sym[self.shim_symbol], self.nargs)
+
+
+class _FillKernel(_EmptyKernel):
+    """The runtime's UTVMFillShim: memset on the device."""
+
+    name = "(device fill)"
+    shim_symbol = "UTVMFillShim"
+    nargs = 3
 
 
 class _Param:

@@ -177,6 +177,19 @@ int memcmp(const void *a, const void *b, size_t n) {
 
 /* ---- task loop -------------------------------------------------------------------------- */
 
+/* Fill device memory on the device (no bytes cross the link): args = {dst, byte, n} in the
+ * session's 8-byte slots. Used to reset tensors between calls (e.g. tuning candidates). */
+int32_t UTVMFillShim(const void *args, void *ret) __attribute__((noinline, used));
+int32_t UTVMFillShim(const void *args, void *ret) {
+  const unsigned char *a = (const unsigned char *)args;
+  void *dst = *(void *const *)(a + 0);
+  int32_t byte = *(const int32_t *)(a + 8);
+  uint32_t n = *(const uint32_t *)(a + 16);
+  (void)ret;
+  memset(dst, byte, n);
+  return 0;
+}
+
 /* A kernel that does nothing: timing it gives the loop's own overhead, which the host
  * subtracts from every measurement. */
 int32_t UTVMEmptyShim(const void *args, void *ret) __attribute__((noinline, used));
