@@ -207,7 +207,9 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
         "memory": memory,
         "mem_layout": mem_layout,
         "transport": transport,
-        "counter": {"name": "none", "per_second": None},   # no DWT cycle counter is used yet
+        # DWT CYCCNT where the core has one, else SysTick at the core clock (QEMU: 25 MHz, driven
+        # by the host's clock unless QEMU runs with -icount)
+        "counter": {"name": "cycles", "per_second": None},
         "layout": "auto",
         "timeout": timeout,
         "clock_hz": None,
@@ -226,7 +228,9 @@ def qemu(machine: str = "riscv32", *, timeout: float = 10.0) -> DeviceConfig:
         regions = _ARM_CORES[machine][1]
         transport = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm"}
         mem = _memory([(s, n) for s, n, _ in regions], [name for _, _, name in regions])
-        return _cortex_m(f"qemu-{machine}", machine, mem, transport, timeout)
+        cfg = _cortex_m(f"qemu-{machine}", machine, mem, transport, timeout)
+        cfg["clock_hz"] = 25_000_000   # the MPS2 boards' system clock
+        return cfg
     raise ConfigError(f"unknown QEMU machine {machine!r}; known: riscv32, riscv64, cortex-m3, cortex-m33")
 
 

@@ -134,3 +134,41 @@ void UTVMFaultRecord(uint32_t *frame, uint32_t exc) {
   frame[6] = (uint32_t)(uintptr_t)UTVMDone & ~1u;
   frame[7] = 1u << 24; /* xPSR: Thumb state */
 }
+
+/* ---- counter: DWT CYCCNT where the core has it, else SysTick at the core clock ------------ */
+#define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
+#define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
+#define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+
+static uint32_t utvm_counter_kind; /* 0: not set up, 1: DWT, 2: SysTick */
+static uint32_t utvm_counter_last;
+static uint64_t utvm_counter_high;
+
+uint64_t UTVMCounter(void) {
+  uint32_t now;
+  if (utvm_counter_kind == 0) {
+    DEMCR |= 1u << 24; /* TRCENA */
+    DWT_CYCCNT = 0;
+    DWT_CTRL |= 1u;
+    if (DWT_CTRL & 1u) {
+      utvm_counter_kind = 1;
+    } else { /* no DWT (QEMU models none): SysTick, 24 bits, processor clock, no interrupt */
+      SYST_RVR = 0xFFFFFFu;
+      SYST_CVR = 0;
+      SYST_CSR = 5u;
+      utvm_counter_kind = 2;
+    }
+  }
+  if (utvm_counter_kind == 1) {
+    now = DWT_CYCCNT;
+    if (now < utvm_counter_last) utvm_counter_high += 1ull << 32;
+  } else {
+    now = 0xFFFFFFu - (SYST_CVR & 0xFFFFFFu); /* it counts down */
+    if (now < utvm_counter_last) utvm_counter_high += 1ull << 24;
+  }
+  utvm_counter_last = now;
+  return utvm_counter_high + now;
+}
