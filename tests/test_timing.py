@@ -64,6 +64,13 @@ class TestTimeEvaluator:
         assert r1.values == r1_again.values                     # the same count twice
         per_iteration = (r2.values[0] - r1.values[0]) / 1000
         assert per_iteration == int(per_iteration) and 2 <= per_iteration <= 4   # nop, addi, bne (+ c.j)
+        # A loop written in assembly: addi + bnez, two instructions an iteration, as its source says.
+        asm = mods.time_evaluator("count_asm", number=5, repeat=1)
+        a1, a2 = asm(1000), asm(3000)
+        assert a2.values[0] - a1.values[0] == 4000
+        # What is left besides the loop (the call through the shim, the prologue) is a few
+        # instructions once the measured loop overhead is subtracted.
+        assert 0 <= a1.values[0] - 2000 <= 20
 
     def test_min_repeat_ms_grows_number(self, cfg, mods):
         if not is_host(cfg):

@@ -17,3 +17,12 @@ void nothing(void) {}
 void count_loop(int32_t n) {
   for (int32_t i = 0; i < n; i++) __asm__ volatile("nop");
 }
+
+/* Exactly two instructions per iteration on RISC-V (the asm is its own disassembly). */
+void count_asm(int32_t n) {
+#if defined(__riscv)
+  if (n > 0) __asm__ volatile("1: addi %0, %0, -1\n\tbnez %0, 1b" : "+r"(n));
+#else
+  for (int32_t i = 0; i < n; i++) __asm__ volatile("nop");
+#endif
+}
