@@ -104,3 +104,18 @@ def test_missing_qemu_names_the_package(monkeypatch):
         Session(devices.qemu("cortex-m3")).open()
     assert str(e.value) == ("qemu-system-arm not found: install the Debian package qemu-system-arm "
                             "(apt-get install -y qemu-system-arm)")
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_icount_makes_timing_repeatable(machine):
+    _need(machine)
+    cfg = devices.qemu(machine, icount=True)
+    with Session(cfg) as sess:
+        mod = sess.load(build([KERNELS / "mixed.c"], cfg, cflags=["-O1"]))
+        te = mod.time_evaluator("count_loop", number=3, repeat=3)
+        first, second = te(2000), te(2000)
+        if machine.startswith("riscv"):   # mcycle follows the instruction count exactly
+            assert first.values == second.values and len(set(first.values)) == 1 and first.values[0] > 2000
+        else:   # SysTick at 25 MHz ticks every 40 instructions under icount: equal within one tick
+            values = first.values + second.values
+            assert max(values) - min(values) <= 1 / 3 + 1e-9 and min(values) > 2000 / 40

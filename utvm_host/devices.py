@@ -217,16 +217,19 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
     return cfg.validate().mark_defaults()
 
 
-def qemu(machine: str = "riscv32", *, timeout: float = 10.0) -> DeviceConfig:
+def qemu(machine: str = "riscv32", *, icount: bool = False, timeout: float = 10.0) -> DeviceConfig:
     """A QEMU system emulator driven over its gdbstub: ``riscv32``, ``riscv64`` (virt),
-    ``cortex-m3`` (mps2-an385) or ``cortex-m33`` (mps2-an505)."""
+    ``cortex-m3`` (mps2-an385) or ``cortex-m33`` (mps2-an505). ``icount=True`` runs QEMU with
+    ``-icount shift=0``: one instruction a tick, so timing counts repeat exactly."""
     if machine in ("riscv32", "riscv64"):
         isa = "rv32imac" if machine == "riscv32" else "rv64imac"
-        transport = {"kind": "gdb", "launch": "qemu", "machine": "virt", "qemu": f"qemu-system-{machine}"}
+        transport = {"kind": "gdb", "launch": "qemu", "machine": "virt", "qemu": f"qemu-system-{machine}",
+                     "icount": icount}
         return _riscv(f"qemu-{machine}", isa, _memory([(0x80000000, 16 * MiB)]), transport, timeout, None)
     if machine in _ARM_CORES and _ARM_CORES[machine][2]:
         regions = _ARM_CORES[machine][1]
-        transport = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm"}
+        transport = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm",
+                     "icount": icount}
         mem = _memory([(s, n) for s, n, _ in regions], [name for _, _, name in regions])
         cfg = _cortex_m(f"qemu-{machine}", machine, mem, transport, timeout)
         cfg["clock_hz"] = 25_000_000   # the MPS2 boards' system clock

@@ -155,8 +155,9 @@ class Session:
             self.cfg["arch"].endswith("gc")
         if t["kind"] == "gdb":
             if t.get("launch") == "qemu":
+                extra = (["-bios", "none"] if riscv else []) + (["-icount", "shift=0"] if t.get("icount") else [])
                 qemu, port = launch.start_qemu(t["qemu"], t["machine"], Path(self.runtime.elf_path), self.workdir,
-                                               extra=["-bios", "none"] if riscv else [])
+                                               extra=extra)
                 self._processes.append(qemu)
                 host, preloaded = "127.0.0.1", True
             else:
