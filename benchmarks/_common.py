@@ -39,3 +39,13 @@ def gdb_restore_dump(gdb_arch: str, target: str, addr: int, size: int, src, dst)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300).stdout
     line = next(l for l in out.splitlines() if l.startswith("UTVM_TIMES"))
     return tuple(float(v) for v in line.split()[1:])
+
+
+def device(name: str):
+    """A device config by short name: host, spike (rv32imac), or a QEMU machine name."""
+    from utvm_host import devices
+    if name == "host":
+        return devices.host()
+    if name == "spike":
+        return devices.spike(isa="rv32imac")
+    return devices.qemu(name)

@@ -7,7 +7,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from utvm_host import Session, build, devices
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import device  # noqa: E402
+
+from utvm_host import Session, build  # noqa: E402
 
 
 def source(seed: int) -> str:
@@ -25,8 +28,7 @@ def source(seed: int) -> str:
 
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "host"
-    cfg = devices.host() if name == "host" else devices.spike(isa="rv32imac") if name == "spike" \
-        else devices.qemu(name)
+    cfg = device(name)
     with tempfile.TemporaryDirectory() as tmp, Session(cfg) as sess:
         libs = []
         for seed in range(20):

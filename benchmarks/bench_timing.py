@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, repeat  # noqa: E402
+from _common import device, median, repeat  # noqa: E402
 
-from utvm_host import Session, build, devices  # noqa: E402
+from utvm_host import Session, build  # noqa: E402
 
 
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "host"
-    cfg = devices.host() if name == "host" else devices.spike(isa="rv32imac") if name == "spike" \
-        else devices.qemu(name)
+    cfg = device(name)
     with tempfile.TemporaryDirectory() as tmp, Session(cfg) as sess:
         src = Path(tmp) / "empty.c"
         src.write_text("void empty(void) {}\n")

@@ -115,6 +115,15 @@ def kernels(sess, cfg):
     return sess.load(lib)
 
 
+def load_and_check_vadd(sess, cfg) -> None:
+    """Load the example vadd on ``sess`` and check one call against numpy."""
+    mod = sess.load(build([EXAMPLES / "vadd.c"], cfg))
+    a = np.arange(16, dtype=np.float32)
+    c = np.zeros(16, np.float32)
+    mod["vadd"](a, a, c, 16)
+    np.testing.assert_array_equal(c, 2 * a)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -139,7 +139,7 @@ class TestFaults:
         # FACTS.md: a BKPT under QEMU with gdb attached locks the core up. With the runtime's own
         # vector table it escalates to HardFault, which the handler reports like any fault.
         if arch(cfg) != "arm":
-            pytest.skip("Cortex-M")
+            pytest.skip("BKPT is a Cortex-M instruction; the other targets' breakpoint instructions are covered by test_breakpoint_instruction_in_a_kernel")
         faults, vadd = mods
         with pytest.raises(DeviceFault) as e:
             faults["bkpt_insn"]()
@@ -222,7 +222,7 @@ class TestFaults:
         # A fault the real kernel cannot produce on its own: the CPU process dies from outside
         # (e.g. the OOM killer). Injected by killing it, as the test says.
         if not is_host(cfg):
-            pytest.skip("the host device's CPU process")
+            pytest.skip("injects the death of the host device's CPU process; a simulator that dies is relaunched by the same recovery, not yet tested by killing one")
         faults, vadd = mods
         os.kill(sess.transport.cpu.pid, signal.SIGKILL)
         time.sleep(0.05)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, require_tool
+from conftest import KERNELS, load_and_check_vadd, require_tool
 from utvm_host import DeviceTimeout, Session, ToolNotFoundError, TransportError, build, devices, launch
 from utvm_host.layout import MemoryLayout
 from utvm_host.link import Linker
@@ -24,14 +23,6 @@ def _need(machine: str) -> None:
     else:
         require_tool("arm-none-eabi-gcc")
         require_tool("qemu-system-arm")
-
-
-def _vadd(sess, cfg) -> None:
-    mod = sess.load(build([EXAMPLES / "vadd.c"], cfg))
-    a = np.arange(16, dtype=np.float32)
-    c = np.zeros(16, np.float32)
-    mod["vadd"](a, a, c, 16)
-    np.testing.assert_array_equal(c, 2 * a)
 
 
 @pytest.mark.parametrize("machine", MACHINES)
@@ -78,7 +69,7 @@ class TestLifecycle:
             attach = devices.gdb_remote("127.0.0.1", port, arch=cfg["arch"], memory=memory)
             with Session(attach) as sess:
                 assert sess._processes == []
-                _vadd(sess, attach)
+                load_and_check_vadd(sess, attach)
             assert qemu.alive                                   # not ours to stop
         finally:
             qemu.stop()
@@ -91,7 +82,7 @@ class TestLifecycle:
             with pytest.raises(DeviceTimeout) as e:
                 faults["spin"](3)
             assert e.value.location.startswith("spin+0x")
-            _vadd(sess, cfg)
+            load_and_check_vadd(sess, cfg)
 
 
 def test_missing_qemu_names_the_package(monkeypatch):

