@@ -109,7 +109,8 @@ class TestLinkErrors:
         built = names[(other.abi["elf_machine"], other.abi["elf_class"])]
         device = names[(cfg.abi["elf_machine"], cfg.abi["elf_class"])]
         assert str(e.value) == (f"cannot load 'vadd': it was built for {built}, but the device '{cfg.name}' is "
-                                f"{device}; build it with build(sources, cfg) for this device")
+                                f"{device}; build it for this device: build(sources, cfg), or with TVM's LLVM "
+                                "backend target=tvm_target(cfg)")
 
     def test_object_file_from_elsewhere_loads(self, sess, cfg, tmp_path):
         # An object compiled by hand (as TVM's LLVM backend or a makefile would): load() adds shims.

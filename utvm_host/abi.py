@@ -7,7 +7,8 @@ value in the target's byte order at the slot's start.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import struct
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -148,3 +149,109 @@ def cortex_m_cause(cfsr: int, hfsr: int) -> str:
     if hfsr >> 30 & 1:   # forced with no configurable fault: a BKPT no debugger took
         return "breakpoint instruction (BKPT) (HardFault)"
     return f"HardFault (HFSR=0x{hfsr:08x})"
+
+
+# ---- TVM FFI structs (DLPack's DLTensor, TVM FFI's TVMFFIAny) --------------------------------
+#
+# One description per struct, laid out per data model by the C rules (each member at the next
+# multiple of its alignment, the struct padded to its largest alignment). Checked against the
+# compilers' own offsetof/sizeof for every target in tests/test_tvm.py.
+
+#: Scalar members: struct code (no byte-order prefix; "P" is a pointer) and C alignment.
+_SCALARS = {"i8": "b", "u8": "B", "i16": "h", "u16": "H", "i32": "i", "u32": "I", "i64": "q", "u64": "Q",
+            "f32": "f", "f64": "d", "P": "P"}
+
+DLDEVICE = ("struct", (("device_type", "i32"), ("device_id", "i32")))
+DLDATATYPE = ("struct", (("code", "u8"), ("bits", "u8"), ("lanes", "u16")))
+DLTENSOR = ("struct", (("data", "P"), ("device", DLDEVICE), ("ndim", "i32"), ("dtype", DLDATATYPE),
+                       ("shape", "P"), ("strides", "P"), ("byte_offset", "u64")))
+TVMFFIANY = ("struct", (("type_index", "i32"), ("zero_padding", "u32"),
+                        ("v", ("union", (("v_int64", "i64"), ("v_float64", "f64"), ("v_ptr", "P"))))))
+
+#: TVMFFITypeIndex values (tvm/ffi/c_api.h) for what Python passes.
+FFI_NONE, FFI_INT, FFI_BOOL, FFI_FLOAT, FFI_DLTENSOR_PTR = 0, 1, 2, 3, 7
+#: DLDataTypeCode (dlpack.h) by numpy dtype kind; kDLCPU.
+DL_CODES = {"i": 0, "u": 1, "f": 2, "b": 6}
+DL_CPU = 1
+
+
+class DataModel:
+    """Sizes and alignments of C scalars on one target: ``ilp32`` (RV32, Arm AAPCS) and
+    ``lp64`` (RV64, x86-64, AArch64) differ in pointers; every target here aligns 64-bit
+    integers and doubles to 8."""
+
+    def __init__(self, pointer_size: int, little_endian: bool = True, int64_align: int = 8):
+        self.pointer_size = pointer_size
+        self.order = byte_order(little_endian)
+        self.int64_align = int64_align
+
+    def scalar(self, code: str) -> Tuple[str, int, int]:
+        """(struct code, size, alignment) of a scalar member code."""
+        if code == "P":
+            fmt = "I" if self.pointer_size == 4 else "Q"
+        else:
+            fmt = _SCALARS[code]
+        size = struct.calcsize("<" + fmt)
+        return fmt, size, self.int64_align if size == 8 else size
+
+    def layout(self, desc) -> "StructLayout":
+        return StructLayout(desc, self)
+
+
+class StructLayout:
+    """A C struct laid out for one :class:`DataModel`: ``offsets`` maps dotted member paths
+    (``"device.device_type"``, ``"v.v_ptr"``) to ``(offset, struct code)``; ``size`` and
+    ``align`` are sizeof and alignof. ``packer(paths)`` gives one :class:`struct.Struct` that
+    writes those members (in the order given) with zero padding between them."""
+
+    def __init__(self, desc, model: DataModel):
+        self.model = model
+        self.offsets: Dict[str, Tuple[int, str]] = {}
+        self.size, self.align = self._place(desc, 0, "")
+
+    def _place(self, desc, base: int, prefix: str) -> Tuple[int, int]:
+        if isinstance(desc, str):
+            fmt, size, align = self.model.scalar(desc)
+            self.offsets[prefix.rstrip(".")] = (base, fmt)
+            return size, align
+        kind, members = desc
+        offset, size, align = 0, 0, 1
+        for name, member in members:
+            if kind == "struct":
+                _, malign = self._measure(member)
+                offset = (offset + malign - 1) // malign * malign
+            msize, malign = self._place(member, base + (offset if kind == "struct" else 0), f"{prefix}{name}.")
+            align = max(align, malign)
+            if kind == "struct":
+                offset += msize
+                size = offset
+            else:
+                size = max(size, msize)
+        return (size + align - 1) // align * align, align
+
+    def _measure(self, desc) -> Tuple[int, int]:
+        if isinstance(desc, str):
+            return self.model.scalar(desc)[1:]
+        probe = StructLayout.__new__(StructLayout)
+        probe.model, probe.offsets = self.model, {}
+        return probe._place(desc, 0, "")
+
+    def packer(self, paths: Sequence[str]) -> struct.Struct:
+        fields = sorted((self.offsets[p] + (i,) for i, p in enumerate(paths)))
+        if [f[2] for f in fields] != list(range(len(paths))):
+            raise ValueError("packer() members must be given in offset order")
+        fmt, at = self.model.order, 0
+        for offset, code, _ in fields:
+            if offset < at:
+                raise ValueError(f"overlapping members in packer(): {paths}")
+            fmt += f"{offset - at}x{code}" if offset > at else code
+            at = offset + struct.calcsize("<" + code)
+        return struct.Struct(fmt + (f"{self.size - at}x" if self.size > at else ""))
+
+
+def dl_dtype(dtype: np.dtype) -> Optional[Tuple[int, int, int]]:
+    """DLDataType (code, bits, lanes) of a numpy dtype, or None when DLPack has no code for it."""
+    code = DL_CODES.get(dtype.kind)
+    if code is None:
+        return None
+    return code, 8 * dtype.itemsize, 1

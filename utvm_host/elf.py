@@ -29,7 +29,7 @@ import os
 import struct
 import posixpath
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from elftools.common.exceptions import ELFError, ELFRelocationError
 from elftools.elf import enums as _enums
@@ -771,6 +771,22 @@ class ElfFile:
                          variadic=any(c.tag == "DW_TAG_unspecified_parameters" for c in kids),
                          file=self._file_name(cu, self._attr(die, "DW_AT_decl_file")),
                          line=self._attr(die, "DW_AT_decl_line"))
+
+    # --- build attributes -------------------------------------------------------------
+    def attributes(self) -> Dict[str, Any]:
+        """File-level build attributes (``.ARM.attributes``, ``.riscv.attributes``) by
+        pyelftools' tag name without ``TAG_`` (``"ABI_VFP_ARGS"``, ``"ARCH"``); empty if none."""
+        out: Dict[str, Any] = {}
+        if not any(s.name in (".ARM.attributes", ".riscv.attributes") for s in self.sections):
+            return out
+        for sec in self._elf.iter_sections():
+            if sec.name not in (".ARM.attributes", ".riscv.attributes") or not hasattr(sec, "iter_subsections"):
+                continue
+            for sub in sec.iter_subsections():
+                for subsub in sub.iter_subsubsections():
+                    for attr in subsub.iter_attributes():
+                        out[str(attr.tag).replace("TAG_", "", 1)] = attr.value
+        return out
 
     # --- struct layout ----------------------------------------------------------------
     def struct_layout(self, name: str) -> Dict[str, Tuple[int, int]]:

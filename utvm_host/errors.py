@@ -114,10 +114,36 @@ class DeviceTimeout(DeviceError):
 
 
 class KernelError(DeviceError):
-    """A kernel reported an error with ``TVMAPISetLastError`` and returned ``status`` != 0."""
+    """A kernel reported an error with ``TVMAPISetLastError`` (or TVM FFI's
+    ``TVMFFIErrorSetRaisedFromCStr*``, which also name a ``kind`` such as ``"ValueError"``) and
+    returned ``status`` != 0."""
 
-    def __init__(self, message: str, *, kernel: str = "", status: int = 0, text: str = ""):
+    def __init__(self, message: str, *, kernel: str = "", status: int = 0, text: str = "", kind: str = ""):
         self.kernel = kernel
         self.status = status
         self.text = text
+        self.kind = kind
         super().__init__(message)
+
+    def __str__(self) -> str:   # KeyError's base would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+#: TVM error kinds that are Python built-in exceptions of the same name.
+_BUILTIN_KINDS = {cls.__name__: cls for cls in (TypeError, ValueError, IndexError, KeyError, AttributeError,
+                                                RuntimeError, NotImplementedError, AssertionError)}
+_KIND_CLASSES: dict = {}
+
+
+def kernel_error_class(kind: str) -> type:
+    """The exception class for a kernel error of TVM kind ``kind``: a :class:`KernelError` that
+    is also the Python built-in of that name (``except ValueError`` catches a TVM
+    ``ValueError`` as it would from TVM on the host); plain :class:`KernelError` otherwise."""
+    base = _BUILTIN_KINDS.get(kind)
+    if base is None:
+        return KernelError
+    cls = _KIND_CLASSES.get(kind)
+    if cls is None:
+        cls = _KIND_CLASSES[kind] = type(f"Kernel{kind}", (KernelError, base),
+                                         {"__doc__": f"A kernel raised TVM's {kind}.", "__module__": __name__})
+    return cls

@@ -26,10 +26,10 @@ from . import abi, launch
 from .config import DeviceConfig
 from .elf import CType, ElfFile, Signature
 from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout, KernelError,
-                     LayoutError, LinkError, TransportError, UtvmError)
+                     LayoutError, LinkError, TransportError, UtvmError, kernel_error_class)
 from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
-from .toolchain import SHIM_PREFIX, Library, build_runtime, library_from_object
+from .toolchain import SHIM_PREFIX, TVM_FFI_PREFIX, Library, build_runtime, library_from_object
 from .transport import gdb
 from .transport import HostTransport, OpenOcdTransport, StopInfo, TracingTransport, Transport
 
@@ -239,6 +239,7 @@ class Session:
         with ElfFile(self.runtime.elf_path) as elf:
             self._task_layout = elf.struct_layout("UTVMTask")
             task_size = elf.get_symbol("utvm_tasks").size
+            self._error_sizes = {n: elf.get_symbol(n).size for n in ("utvm_last_error", "utvm_last_error_kind")}
             try:
                 self._fault_layout: Optional[Dict[str, Tuple[int, int]]] = elf.struct_layout("UTVMFault")
             except KeyError:
@@ -574,6 +575,23 @@ class Session:
         raw = self.transport.read(self._sym["utvm_counts"], 8 * timing[1])
         return struct.unpack(f"{self._order}{timing[1]}Q", raw)
 
+    def _kernel_error(self, kernel: str, value: Optional[int], tvm: bool = False) -> KernelError:
+        """The error a kernel reported (its text and TVM kind, read from the runtime), as the
+        exception to raise: a KernelError that is also e.g. a ValueError when TVM named one."""
+        sym, sizes = self._sym, self._error_sizes
+        text = self.transport.read(sym["utvm_last_error"], sizes["utvm_last_error"])
+        kind = self.transport.read(sym["utvm_last_error_kind"], sizes["utvm_last_error_kind"])
+        text, kind = (b.split(b"\0", 1)[0].decode("utf-8", "replace") for b in (text, kind))
+        returned = "" if value is None else f" (returned {value})"
+        if tvm and text:
+            message = text   # TVM's own message names the function and the argument
+        elif text:
+            message = f"kernel '{kernel}' failed{returned}: {f'{kind}: ' if kind else ''}{text}"
+        else:
+            message = f"kernel '{kernel}' failed{returned} without reporting an error message"
+        return kernel_error_class(kind)(message, kernel=kernel, status=0 if value is None else int(value),
+                                        text=text, kind=kind)
+
     def _loop_overhead(self, number: int, timeout: Optional[float]) -> float:
         """Counter units per iteration that the timing loop itself costs (an empty kernel timed
         the same way; the smallest of a few repeats). Cached per ``number``."""
@@ -635,6 +653,29 @@ class Session:
                                 timeout=timeout or 0.0, pc=stop.pc, location=where if stop.pc is not None else None)
         recovered = self._recover(f"the device was lost during '{fn.name}'")
         raise DeviceError(f"kernel '{fn.name}' did not complete: {stop.detail}; {recovered}")
+
+
+def _stage(session: Session, arrays: Sequence[Tuple[int, np.ndarray]], what: str
+           ) -> Tuple[Optional[Block], Dict[int, int]]:
+    """Copy the numpy arrays a call passes to one heap block (16-byte aligned each); returns the
+    block (None without arrays: the caller frees it) and each array's device address by key."""
+    if not arrays:
+        return None, {}
+    offsets: Dict[int, int] = {}
+    total = 0
+    for key, arr in arrays:
+        total = (total + 15) & ~15
+        offsets[key] = total
+        total += arr.nbytes
+    scratch = session._alloc_heap(total, 16, f"arguments of {what}()")
+    try:
+        for key, arr in arrays:
+            if arr.nbytes:
+                session.transport.write(scratch.start + offsets[key], arr)
+    except BaseException:
+        session.layout.free(scratch)
+        raise
+    return scratch, {key: scratch.start + off for key, off in offsets.items()}
 
 
 class Tensor:
@@ -728,17 +769,22 @@ class Module:
         self._loaded = True
         self._functions: Dict[str, Function] = {}
         self.signatures = library.signatures()
+        #: TVM FFI functions by TVM's name ("vadd" -> "__tvm_ffi_vadd"): called with DLTensors.
+        self.tvm_functions = library.tvm_functions()
 
     @property
     def loaded(self) -> bool:
         return self._loaded
 
     def __contains__(self, name: str) -> bool:
-        return name in self.signatures
+        return name in self.signatures or name in self.tvm_functions
 
     def kernels(self) -> List[str]:
-        """Names of the functions this module exports (sorted)."""
-        return sorted(self.signatures)
+        """Names of the functions this module exports (sorted). TVM functions appear under
+        TVM's name; the ``main`` alias TVM's C code generator adds is callable but not listed."""
+        plain = [n for n in self.signatures if not n.startswith(TVM_FFI_PREFIX)]
+        tvm = [n for n in self.tvm_functions if n != "main" or len(self.tvm_functions) == 1]
+        return sorted(plain + tvm)
 
     def __getitem__(self, name: str) -> "Function":
         if not self._loaded:
@@ -747,6 +793,14 @@ class Module:
         if fn is not None:
             return fn
         sig = self.signatures.get(name)
+        if sig is None and name in self.tvm_functions:
+            symbol = self.tvm_functions[name]
+            shim = self.image.symbols.get(SHIM_PREFIX + symbol)
+            if shim is None:
+                raise LinkError(f"TVM function '{name}' of '{self.name}' has no call shim; load the object "
+                                "with load() or build_tvm() again")
+            fn = self._functions[name] = PackedFunction(self, self.signatures[symbol], shim, name)
+            return fn
         if sig is None:
             raise KeyError(f"no kernel {name!r} in library '{self.name}'; it has: {', '.join(self.kernels()) or 'none'}")
         reason = abi.unsupported_reason(sig)
@@ -891,20 +945,9 @@ class Function:
             else:
                 slots.append((p, self._scalar(p, value)))
         self._check_lengths(slots)
-        tr = session.transport
         scratch: Optional[Block] = None
-        offsets: Dict[int, int] = {}
         try:
-            if arrays:  # one heap block holds every array copied for this call
-                total = 0
-                for p, arr in arrays:
-                    total = (total + 15) & ~15
-                    offsets[p.index] = total
-                    total += arr.nbytes
-                scratch = session._alloc_heap(total, 16, f"arguments of {self.name}()")
-                for p, arr in arrays:
-                    if arr.nbytes:
-                        tr.write(scratch.start + offsets[p.index], arr)
+            scratch, addrs = _stage(session, [(p.index, arr) for p, arr in arrays], self.name)
             for p, value in slots:
                 if not p.pointer:
                     p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, value)
@@ -913,22 +956,18 @@ class Function:
                 elif value is None:
                     p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, 0)
                 else:
-                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, scratch.start + offsets[p.index])
+                    p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, addrs[p.index])
             status, error, ret, counts = session._run_task(self, bytes(blob),
                                                            session.timeout if timeout is None else timeout, timing)
             for p, arr in arrays:
                 if not p.const and arr.nbytes:
-                    tr.readinto(scratch.start + offsets[p.index], arr)
+                    session.transport.readinto(addrs[p.index], arr)
         finally:
             if scratch is not None:
                 session.layout.free(scratch)
         value = None if self._ret is None else self._ret.unpack_from(ret)[0]
         if error and (value is None or value != 0):
-            text = session.transport.read(session._sym["utvm_last_error"], 256).split(b"\0", 1)[0]
-            text = text.decode("utf-8", "replace")
-            returned = "" if value is None else f" (returned {value})"
-            raise KernelError(f"kernel '{self.name}' failed{returned}: {text}", kernel=self.name,
-                              status=0 if value is None else int(value), text=text)
+            raise session._kernel_error(self.name, value)
         if self._ret_kind == "bool" and value is not None:
             return bool(value), counts
         return value, counts
@@ -973,3 +1012,128 @@ class Function:
                     size = value.size
                     if size < n:
                         raise TypeError(f"{self._where(p)} has {size} elements but {lp.name} = {n}")
+
+
+class PackedFunction(Function):
+    """A function on TVM's FFI ABI (``int32_t __tvm_ffi_NAME(self, TVMFFIAny *args, int32_t
+    num_args, TVMFFIAny *result)``), called like TVM calls it: numpy arrays and device tensors
+    become ``DLTensor``s (kDLCPU, compact, no strides), Python ints, floats, bools and None
+    become ``TVMFFIAny`` values. The generated code checks every argument itself: a wrong shape
+    or dtype raises TVM's own message as a :class:`KernelError` that is also the Python
+    exception TVM names (``ValueError``, ``TypeError``).
+
+    TVM does not say which arguments are outputs, so every writeable numpy array is copied
+    back after the call; pass inputs as read-only arrays (``a.setflags(write=False)``) or as
+    device tensors to save the copies.
+    """
+
+    def __init__(self, module: Module, sig: Signature, shim: int, name: str):
+        super().__init__(module, sig, shim)
+        self.name = name
+        self.symbol = sig.name
+        session = module.session
+        model = abi.DataModel(session.cfg.pointer_size, session.cfg.little_endian)
+        anys = model.layout(abi.TVMFFIANY)
+        self._any_size = anys.size
+        self._any = {kind: anys.packer(["type_index", member]) for kind, member in
+                     (("ptr", "v.v_ptr"), ("int", "v.v_int64"), ("float", "v.v_float64"))}
+        self._any["none"] = anys.packer(["type_index"])
+        tensor = model.layout(abi.DLTENSOR)
+        self._tensor_size = tensor.size
+        self._tensor = tensor.packer(["data", "device.device_type", "device.device_id", "ndim", "dtype.code",
+                                      "dtype.bits", "dtype.lanes", "shape", "strides", "byte_offset"])
+        self._ptr = struct.Struct(session._ptr_fmt)
+
+    def __repr__(self) -> str:
+        return f"<PackedFunction {self.name} (TVM FFI: {self.symbol})>"
+
+    def _where_arg(self, i: int) -> str:
+        return f"argument #{i} of {self.name}()"
+
+    def _call(self, args: Sequence[Any], timeout: Optional[float] = None,
+              timing: Optional[Tuple[int, int]] = None) -> Tuple[Any, Tuple[int, ...]]:
+        if not self.module.loaded:
+            raise UtvmError(f"module '{self.module.name}' was unloaded; load its library again")
+        session = self.module.session
+        session._require_open()
+        arrays: List[Tuple[int, np.ndarray]] = []
+        for i, value in enumerate(args):
+            if type(value) is Tensor or isinstance(value, np.ndarray):
+                if type(value) is Tensor:
+                    if value.session is not session:
+                        raise TypeError(f"{self._where_arg(i)} is a tensor of another session")
+                    if value.freed:
+                        raise TypeError(f"{self._where_arg(i)} is a freed tensor")
+                elif not value.flags.c_contiguous:
+                    raise TypeError(f"{self._where_arg(i)} must be C-contiguous; pass np.ascontiguousarray(...)")
+                else:
+                    arrays.append((i, value))
+                if abi.dl_dtype(value.dtype) is None:
+                    raise TypeError(f"{self._where_arg(i)} has dtype {value.dtype.name}, which DLPack cannot "
+                                    "describe; TVM kernels take int, uint, float and bool arrays")
+            elif not (value is None or isinstance(value, (numbers.Real, np.bool_))):
+                raise TypeError(f"{self._where_arg(i)} must be a numpy array, a device tensor, a number, a bool "
+                                f"or None, got {type(value).__name__}")
+        scratch: Optional[Block] = None
+        try:
+            scratch, addrs = _stage(session, arrays, self.name)
+            blob = self._encode(session, args, addrs)
+            _, error, ret, counts = session._run_task(self, blob, session.timeout if timeout is None else timeout,
+                                                      timing)
+            for i, arr in arrays:
+                if arr.flags.writeable and arr.nbytes:
+                    session.transport.readinto(addrs[i], arr)
+        finally:
+            if scratch is not None:
+                session.layout.free(scratch)
+        code = self._ret.unpack_from(ret)[0]
+        if code != 0:
+            raise session._kernel_error(self.name, code, tvm=True)
+        return None, counts
+
+    def _encode(self, session: Session, args: Sequence[Any], addrs: Dict[int, int]) -> bytes:
+        """The argument block: the shim's four slots (self, args, num_args, result) and its return
+        slot, then the result TVMFFIAny, the TVMFFIAny array, the DLTensors and their shapes."""
+        base = session._args_block.start
+        n = len(args)
+        slots = abi.SLOT_SIZE * 5
+        result = slots
+        anys = result + self._any_size
+        tensors = anys + n * self._any_size
+        ntensors = sum(1 for v in args if type(v) is Tensor or isinstance(v, np.ndarray))
+        shapes = tensors + ntensors * self._tensor_size
+        ndims = sum(len(v.shape) for v in args if type(v) is Tensor or isinstance(v, np.ndarray))
+        blob = bytearray(shapes + 8 * ndims)
+        if len(blob) > session._args_block.size:
+            raise TypeError(f"{self.name}() has too many arguments for the args region ({len(blob):,} > "
+                            f"{session._args_block.size:,} bytes): enlarge cfg['mem_layout']['args']")
+        ptr, order = self._ptr, session._order
+        ptr.pack_into(blob, 0, 0)                                        # self: no module context
+        ptr.pack_into(blob, abi.SLOT_SIZE, base + anys)
+        struct.pack_into(order + "i", blob, 2 * abi.SLOT_SIZE, n)
+        ptr.pack_into(blob, 3 * abi.SLOT_SIZE, base + result)
+        self._any["none"].pack_into(blob, result, abi.FFI_NONE)
+        t = 0
+        for i, value in enumerate(args):
+            at = anys + i * self._any_size
+            if type(value) is Tensor or isinstance(value, np.ndarray):
+                data = value.addr if type(value) is Tensor else addrs[i]
+                code, bits, lanes = abi.dl_dtype(value.dtype)
+                where = tensors + t * self._tensor_size
+                self._tensor.pack_into(blob, where, data, abi.DL_CPU, 0, len(value.shape), code, bits, lanes,
+                                       base + shapes, 0, 0)
+                struct.pack_into(f"{order}{len(value.shape)}q", blob, shapes, *value.shape)
+                shapes += 8 * len(value.shape)
+                self._any["ptr"].pack_into(blob, at, abi.FFI_DLTENSOR_PTR, base + where)
+                t += 1
+            elif value is None:
+                self._any["none"].pack_into(blob, at, abi.FFI_NONE)
+            elif isinstance(value, (bool, np.bool_)):
+                self._any["int"].pack_into(blob, at, abi.FFI_BOOL, int(value))
+            elif isinstance(value, numbers.Integral):
+                if not -(1 << 63) <= int(value) < 1 << 63:
+                    raise TypeError(f"{self._where_arg(i)} = {value} does not fit in int64")
+                self._any["int"].pack_into(blob, at, abi.FFI_INT, int(value))
+            else:
+                self._any["float"].pack_into(blob, at, abi.FFI_FLOAT, float(value))
+        return bytes(blob)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +25,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from . import abi
 from .config import DeviceConfig
-from .elf import ElfFile, Signature
+from .elf import CType, ElfFile, Parameter, Signature
 from .errors import BuildError, ToolNotFoundError
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,10 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 #: Bump when the build products change shape, so old cache entries are not reused.
-CACHE_VERSION = "utvm-host-build-4"
+CACHE_VERSION = "utvm-host-build-5"
 SHIM_PREFIX = "__utvm_shim_"
+#: Functions on the TVM FFI ABI (TVM >= 0.20: C codegen and LLVM objects) are named this + name.
+TVM_FFI_PREFIX = "__tvm_ffi_"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEVICE_STUBS = PACKAGE_ROOT / "device_stubs"
 LINKER_DIR = PACKAGE_ROOT / "linker"
@@ -89,10 +93,15 @@ class Library:
         return self._elf
 
     def signatures(self) -> Dict[str, Signature]:
-        """Kernel signatures read from the library's DWARF (shims excluded)."""
+        """Kernel signatures read from the library's DWARF (shims excluded); TVM FFI functions
+        (``__tvm_ffi_NAME``) have their ABI's fixed signature."""
         if self._signatures is None:
-            self._signatures = {n: s for n, s in self.elf().signatures().items() if not n.startswith(SHIM_PREFIX)}
+            self._signatures = {n: s for n, s in kernel_signatures(self.elf()).items() if not n.startswith(SHIM_PREFIX)}
         return self._signatures
+
+    def tvm_functions(self) -> Dict[str, str]:
+        """TVM FFI functions by the name TVM gave them: ``{"vadd": "__tvm_ffi_vadd"}``."""
+        return {n[len(TVM_FFI_PREFIX):]: n for n in self.signatures() if n.startswith(TVM_FFI_PREFIX)}
 
     @property
     def size(self) -> int:
@@ -189,6 +198,26 @@ def _parse_depfile(path: Path) -> List[str]:
     return [d for d in (t.strip() for t in out) if d]
 
 
+def tvm_ffi_signature(name: str, pointer_size: int) -> Signature:
+    """``int32_t NAME(void *self, void *args, int32_t num_args, void *result)``: the TVM FFI
+    ABI every TVM-generated function has (tvm/ffi/c_api.h, ``TVMFFISafeCallType``)."""
+    void = CType("void", "void", None, False, False, None)
+    ptr = CType("pointer", "void *", pointer_size, False, False, void)
+    i32 = CType("int", "int32_t", 4, True, False, None)
+    params = (Parameter("self", ptr), Parameter("args", ptr), Parameter("num_args", i32), Parameter("result", ptr))
+    return Signature(name, i32, params, False, None, None)
+
+
+def kernel_signatures(elf: ElfFile) -> Dict[str, Signature]:
+    """Signatures of the functions a library defines: from DWARF, and for TVM FFI functions
+    (whose objects from TVM's LLVM backend carry no usable DWARF) from their ABI."""
+    sigs = elf.signatures()
+    for name, sym in elf.defined_symbols().items():
+        if name.startswith(TVM_FFI_PREFIX) and sym.type == "FUNC":
+            sigs[name] = tvm_ffi_signature(name, elf.elf_class // 8)
+    return sigs
+
+
 def shim_source(signatures: Iterable[Signature]) -> str:
     """C for one shim per supported signature: ``int32_t __utvm_shim_NAME(const unsigned char
     *args, unsigned char *ret)`` reads each argument from its 8-byte slot and calls the kernel."""
@@ -207,6 +236,26 @@ def shim_source(signatures: Iterable[Signature]) -> str:
         lines.append(f"  {call};" if ret == "void" else f"  *({ret} *)ret = {call};")
         lines.append("  (void)ret;\n  return 0;\n}\n")
     return "\n".join(lines)
+
+
+#: An ``#include`` of a TVM or DLPack header: such sources get the TVM wheels' include folders.
+_TVM_INCLUDE = re.compile(rb'^\s*#\s*include\s*[<"](?:tvm/|dlpack/)', re.M)
+TVM_HINT = "install the optional extra: pip install 'utvm-host[tvm]' (apache-tvm and apache-tvm-ffi)"
+
+
+def tvm_include_dirs() -> List[str]:
+    """The C headers of the installed TVM wheels (``tvm_ffi/include`` with DLPack, and
+    ``tvm/include``), found without importing TVM. :class:`BuildError` when TVM is missing."""
+    dirs = []
+    for package in ("tvm_ffi", "tvm"):
+        spec = importlib.util.find_spec(package)
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        inc = next((Path(f) / "include" for f in folders if (Path(f) / "include").is_dir()), None)
+        if inc is None:
+            raise BuildError(f"compiling TVM-generated C needs the headers of the Python package '{package}', "
+                             f"which is not installed; {TVM_HINT}")
+        dirs.append(str(inc))
+    return dirs
 
 
 def _library_name(sources: Sequence[Path]) -> str:
@@ -246,7 +295,7 @@ def _add_shims(tc: Toolchain, objects: List[Path], work: Path) -> None:
     combined = work / "kernels.o"
     tc.relocatable(objects, combined)
     with ElfFile(combined) as elf:
-        sigs = list(elf.signatures().values())
+        sigs = list(kernel_signatures(elf).values())
     shim_c = work / "shims.c"
     shim_c.write_text(shim_source(sigs))
     tc.compile(shim_c, work / "shims.o", cflags=["-O1", "-fno-strict-aliasing"])
@@ -273,6 +322,8 @@ def build(sources: Union[PathLike, Sequence[PathLike]], cfg: DeviceConfig, *, cf
             raise BuildError(f"source file '{p}' not found")
     tc = Toolchain(cfg)
     incs = [str(Path(d).resolve()) for d in include_dirs]
+    if any(_TVM_INCLUDE.search(p.read_bytes()) for p in paths):   # TVM's C code generator's output
+        incs += [d for d in tvm_include_dirs() if d not in incs]
     key = _sha256_json({
         "version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
         "cflags": list(cflags), "include_dirs": incs, "defines": {k: repr(v) for k, v in (defines or {}).items()},

@@ -1,7 +1,8 @@
 /* utvm-host device runtime: what kernels may call on every target.
  *
  * Kernels report an error by calling TVMAPISetLastError("...") and returning nonzero; the
- * host raises KernelError with that text. Workspace memory comes from the session's
+ * host raises KernelError with that text. TVMFFIErrorSetRaisedFromCStr("ValueError", "...")
+ * names the kind too: the host raises a KernelError that is also a Python ValueError. Workspace memory comes from the session's
  * workspace region and is released when the call ends.
  */
 #ifndef UTVM_RUNTIME_H_
@@ -15,6 +16,7 @@ extern "C" {
 #endif
 
 void TVMAPISetLastError(const char *msg);
+void TVMFFIErrorSetRaisedFromCStr(const char *kind, const char *message);
 void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, int dtype_code_hint,
                                int dtype_bits_hint);
 int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr);

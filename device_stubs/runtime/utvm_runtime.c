@@ -26,7 +26,8 @@ typedef struct {
 #ifndef UTVM_MAX_TASKS
 #define UTVM_MAX_TASKS 64
 #endif
-#define UTVM_ERROR_LEN 256
+#define UTVM_ERROR_LEN 512
+#define UTVM_ERROR_KIND_LEN 32
 #define UTVM_WS_ALIGN 16
 
 volatile UTVMTask utvm_tasks[UTVM_MAX_TASKS];
@@ -34,6 +35,7 @@ volatile uint32_t utvm_num_tasks;
 volatile uint32_t utvm_tasks_done;   /* tasks finished so far: tells the host which one faulted */
 volatile uint32_t utvm_error_set;
 char utvm_last_error[UTVM_ERROR_LEN];
+char utvm_last_error_kind[UTVM_ERROR_KIND_LEN]; /* TVM FFI's error kind ("TypeError"), or "" */
 
 /* Timing (time_evaluator): with utvm_number > 0, UTVMMain runs task 0 utvm_number times per
  * measurement, utvm_repeat measurements, and stores each one's counter difference. */
@@ -56,13 +58,64 @@ void UTVMMain(void) __attribute__((noinline, used));
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
-void TVMAPISetLastError(const char *msg) {
-  size_t i = 0;
-  if (msg != NULL) {
-    for (; i + 1 < UTVM_ERROR_LEN && msg[i] != '\0'; i++) utvm_last_error[i] = msg[i];
+/* Append msg to utvm_last_error from position at; returns the new end. Text that does not
+ * fit ends in "..." so a truncated message is recognisable. */
+static size_t error_append(size_t at, const char *msg) {
+  for (; msg != NULL && *msg != '\0'; msg++) {
+    if (at + 1 >= UTVM_ERROR_LEN) {
+      utvm_last_error[UTVM_ERROR_LEN - 4] = utvm_last_error[UTVM_ERROR_LEN - 3] = utvm_last_error[UTVM_ERROR_LEN - 2] = '.';
+      break;
+    }
+    utvm_last_error[at++] = *msg;
   }
-  utvm_last_error[i] = '\0';
+  utvm_last_error[at] = '\0';
+  return at;
+}
+
+static void error_kind(const char *kind) {
+  size_t i = 0;
+  for (; kind != NULL && i + 1 < UTVM_ERROR_KIND_LEN && kind[i] != '\0'; i++) utvm_last_error_kind[i] = kind[i];
+  utvm_last_error_kind[i] = '\0';
   utvm_error_set = 1;
+}
+
+void TVMAPISetLastError(const char *msg) {
+  error_append(0, msg);
+  error_kind("");
+}
+
+/* TVM FFI (apache-tvm >= 0.20): generated checks report "kind" plus a message in parts. */
+void TVMFFIErrorSetRaisedFromCStrParts(const char *kind, const char **parts, int32_t num_parts) {
+  size_t at = 0;
+  int32_t i;
+  for (i = 0; i < num_parts; i++) at = error_append(at, parts[i]);
+  if (num_parts <= 0) error_append(0, "");
+  error_kind(kind);
+}
+
+void TVMFFIErrorSetRaisedFromCStr(const char *kind, const char *message) {
+  error_append(0, message);
+  error_kind(kind);
+}
+
+/* TVM's parallel loops (te parallel schedules) run serially: one task of one. */
+typedef struct {
+  void *sync_handle;
+  int32_t num_task;
+} TVMParallelGroupEnv;
+typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv *penv, void *cdata);
+
+int TVMBackendParallelLaunch(FTVMParallelLambda flambda, void *cdata, int num_task) {
+  TVMParallelGroupEnv env;
+  (void)num_task;
+  env.sync_handle = NULL;
+  env.num_task = 1;
+  return flambda(0, &env, cdata);
+}
+
+int TVMBackendParallelBarrier(int task_id, TVMParallelGroupEnv *penv) {
+  (void)task_id; (void)penv;
+  return 0;
 }
 
 /* ---- workspace: first fit over an implicit list of blocks, coalescing on free ---------- */
@@ -212,6 +265,7 @@ void UTVMMain(void) {
   utvm_tasks_done = 0;
   utvm_error_set = 0;
   utvm_last_error[0] = '\0';
+  utvm_last_error_kind[0] = '\0';
   if (n > UTVM_MAX_TASKS) n = UTVM_MAX_TASKS;
   if (utvm_timing[0] > 0 && n > 0) { /* timing: task 0, number x repeat times */
     volatile UTVMTask *t = &utvm_tasks[0];
