@@ -12,13 +12,15 @@ from .config import DeviceConfig
 from .errors import (BuildError, ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout,
                      KernelError, LayoutError, LinkError, ToolNotFoundError, TransportError, TransportTimeout,
                      UtvmError)
-from .session import Function, Module, Session, Tensor, current_session, load
+from .session import Function, Module, PackedFunction, Session, Tensor, current_session, load
 from .toolchain import Library, build
+from .tvmgen import build_tvm, tvm_target
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Session", "Module", "Function", "Tensor", "Library", "DeviceConfig", "build", "load", "devices",
+    "Session", "Module", "Function", "PackedFunction", "Tensor", "Library", "DeviceConfig", "build", "build_tvm",
+    "tvm_target", "load", "devices",
     "current_session", "UtvmError", "ConfigError", "BuildError", "LinkError", "LayoutError", "TransportError",
     "ConnectionLost", "TransportTimeout", "DeviceError", "DeviceFault", "DeviceTimeout", "KernelError",
     "ToolNotFoundError",

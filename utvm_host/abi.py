@@ -157,11 +157,12 @@ def cortex_m_cause(cfsr: int, hfsr: int) -> str:
 # multiple of its alignment, the struct padded to its largest alignment). Checked against the
 # compilers' own offsetof/sizeof for every target in tests/test_tvm.py.
 
-#: Scalar members: struct code (no byte-order prefix; "P" is a pointer) and C alignment.
+#: Scalar members: struct code (no byte-order prefix). "P" is a pointer and "E" a C enum whose
+#: values fit in a byte (1 byte with short enums, as arm-none-eabi-gcc lays them out, else 4).
 _SCALARS = {"i8": "b", "u8": "B", "i16": "h", "u16": "H", "i32": "i", "u32": "I", "i64": "q", "u64": "Q",
-            "f32": "f", "f64": "d", "P": "P"}
+            "f32": "f", "f64": "d"}
 
-DLDEVICE = ("struct", (("device_type", "i32"), ("device_id", "i32")))
+DLDEVICE = ("struct", (("device_type", "E"), ("device_id", "i32")))
 DLDATATYPE = ("struct", (("code", "u8"), ("bits", "u8"), ("lanes", "u16")))
 DLTENSOR = ("struct", (("data", "P"), ("device", DLDEVICE), ("ndim", "i32"), ("dtype", DLDATATYPE),
                        ("shape", "P"), ("strides", "P"), ("byte_offset", "u64")))
@@ -176,74 +177,70 @@ DL_CPU = 1
 
 
 class DataModel:
-    """Sizes and alignments of C scalars on one target: ``ilp32`` (RV32, Arm AAPCS) and
-    ``lp64`` (RV64, x86-64, AArch64) differ in pointers; every target here aligns 64-bit
-    integers and doubles to 8."""
+    """Sizes and alignments of C scalars on one target. ``ilp32`` (RV32, Arm AAPCS) and ``lp64``
+    (RV64, x86-64, AArch64) differ in pointers; every target here aligns 64-bit integers and
+    doubles to 8; bare-metal Arm (AAPCS, not Linux) uses short enums."""
 
-    def __init__(self, pointer_size: int, little_endian: bool = True, int64_align: int = 8):
+    def __init__(self, pointer_size: int, little_endian: bool = True, short_enums: bool = False):
         self.pointer_size = pointer_size
         self.order = byte_order(little_endian)
-        self.int64_align = int64_align
+        self.short_enums = short_enums
 
-    def scalar(self, code: str) -> Tuple[str, int, int]:
-        """(struct code, size, alignment) of a scalar member code."""
+    @classmethod
+    def of(cls, cfg) -> "DataModel":
+        """The data model of a device configuration."""
+        return cls(cfg.pointer_size, cfg.little_endian, short_enums=cfg.abi["name"] == "aapcs")
+
+    def scalar(self, code: str) -> Tuple[str, int]:
+        """(struct code, size) of a scalar member; its alignment equals its size."""
         if code == "P":
             fmt = "I" if self.pointer_size == 4 else "Q"
+        elif code == "E":
+            fmt = "B" if self.short_enums else "i"
         else:
             fmt = _SCALARS[code]
-        size = struct.calcsize("<" + fmt)
-        return fmt, size, self.int64_align if size == 8 else size
+        return fmt, struct.calcsize("<" + fmt)
 
     def layout(self, desc) -> "StructLayout":
         return StructLayout(desc, self)
 
 
 class StructLayout:
-    """A C struct laid out for one :class:`DataModel`: ``offsets`` maps dotted member paths
-    (``"device.device_type"``, ``"v.v_ptr"``) to ``(offset, struct code)``; ``size`` and
+    """A C struct laid out for one :class:`DataModel` by the C rules (each member at the next
+    multiple of its alignment, the whole padded to its largest): ``offsets`` maps dotted member
+    paths (``"device.device_type"``, ``"v.v_ptr"``) to ``(offset, struct code)``; ``size`` and
     ``align`` are sizeof and alignof. ``packer(paths)`` gives one :class:`struct.Struct` that
-    writes those members (in the order given) with zero padding between them."""
+    writes those members (given in offset order) with zero padding between them."""
 
     def __init__(self, desc, model: DataModel):
         self.model = model
-        self.offsets: Dict[str, Tuple[int, str]] = {}
-        self.size, self.align = self._place(desc, 0, "")
+        self.size, self.align, members = self._lay(desc)
+        self.offsets: Dict[str, Tuple[int, str]] = {path: (off, code) for path, off, code in members}
 
-    def _place(self, desc, base: int, prefix: str) -> Tuple[int, int]:
+    def _lay(self, desc) -> Tuple[int, int, list]:
+        """(size, alignment, [(path, offset, code)]) of a member description."""
         if isinstance(desc, str):
-            fmt, size, align = self.model.scalar(desc)
-            self.offsets[prefix.rstrip(".")] = (base, fmt)
-            return size, align
+            code, size = self.model.scalar(desc)
+            return size, size, [("", 0, code)]
         kind, members = desc
-        offset, size, align = 0, 0, 1
+        offset = size = 0
+        align = 1
+        out = []
         for name, member in members:
-            if kind == "struct":
-                _, malign = self._measure(member)
-                offset = (offset + malign - 1) // malign * malign
-            msize, malign = self._place(member, base + (offset if kind == "struct" else 0), f"{prefix}{name}.")
+            msize, malign, inner = self._lay(member)
+            at = (offset + malign - 1) // malign * malign if kind == "struct" else 0
+            out += [(f"{name}.{path}" if path else name, at + off, code) for path, off, code in inner]
             align = max(align, malign)
-            if kind == "struct":
-                offset += msize
-                size = offset
-            else:
-                size = max(size, msize)
-        return (size + align - 1) // align * align, align
-
-    def _measure(self, desc) -> Tuple[int, int]:
-        if isinstance(desc, str):
-            return self.model.scalar(desc)[1:]
-        probe = StructLayout.__new__(StructLayout)
-        probe.model, probe.offsets = self.model, {}
-        return probe._place(desc, 0, "")
+            offset = at + msize
+            size = max(size, offset)
+        return (size + align - 1) // align * align, align, out
 
     def packer(self, paths: Sequence[str]) -> struct.Struct:
-        fields = sorted((self.offsets[p] + (i,) for i, p in enumerate(paths)))
-        if [f[2] for f in fields] != list(range(len(paths))):
-            raise ValueError("packer() members must be given in offset order")
         fmt, at = self.model.order, 0
-        for offset, code, _ in fields:
+        for path in paths:
+            offset, code = self.offsets[path]
             if offset < at:
-                raise ValueError(f"overlapping members in packer(): {paths}")
+                raise ValueError(f"packer() members must be in offset order and not overlap: {list(paths)}")
             fmt += f"{offset - at}x{code}" if offset > at else code
             at = offset + struct.calcsize("<" + code)
         return struct.Struct(fmt + (f"{self.size - at}x" if self.size > at else ""))

@@ -24,14 +24,13 @@ from .config import DeviceConfig
 from .elf import ElfFile, Location
 from .errors import LinkError
 from .layout import Block, MemoryLayout
-from .toolchain import LINKER_DIR, Library, Toolchain
+from .toolchain import LINKER_DIR, Library, Toolchain, check_target
 
 log = logging.getLogger(__name__)
 
 #: Output section -> layout region that holds it.
 SECTION_REGIONS = {".text": "text", ".rodata": "rodata", ".data": "data", ".bss": "bss"}
 _PLACEHOLDERS = {".text": "@TEXT@", ".rodata": "@RODATA@", ".data": "@DATA@", ".bss": "@BSS@"}
-_ELF_MACHINE_NAMES = {"EM_X86_64": "x86_64", "EM_AARCH64": "AArch64", "EM_RISCV": "RISC-V", "EM_ARM": "Arm"}
 
 
 @dataclass
@@ -66,68 +65,6 @@ class LinkedImage:
     @property
     def size(self) -> int:
         return sum(b.size for b in self.blocks)
-
-
-def describe_machine(machine: str, elf_class: int) -> str:
-    return f"{_ELF_MACHINE_NAMES.get(machine, machine)} {elf_class}-bit ({machine}, ELFCLASS{elf_class})"
-
-
-_RISCV_FLOAT_ABIS = {0: "soft-float", 2: "single-float", 4: "double-float", 6: "quad-float"}
-_FIX = "build it for this device: build(sources, cfg), or with TVM's LLVM backend target=tvm_target(cfg)"
-
-
-def float_abi(cfg: DeviceConfig) -> str:
-    """How the device passes floats: RISC-V "soft-float"/"single-float"/"double-float" (from
-    -mabi), Arm "hard-float" (VFP registers) or "soft-float"; "" where it does not matter."""
-    if cfg.abi["elf_machine"] == "EM_RISCV":
-        return {"f": "single-float", "d": "double-float"}.get(cfg.abi["name"][-1], "soft-float")
-    if cfg.abi["elf_machine"] == "EM_ARM":
-        return "hard-float" if "-mfloat-abi=hard" in cfg["toolchain"].get("cflags", []) else "soft-float"
-    return ""
-
-
-def riscv_extensions(arch: str) -> set:
-    """Single-letter extensions of a RISC-V ISA string ("rv32imac", or an object's
-    "rv32i2p1_m2p0_a2p1_c2p0_zicsr2p0"); "g" stands for imafd."""
-    arch = arch.lower()
-    if not arch.startswith(("rv32", "rv64")):
-        return set()
-    first, *rest = arch[4:].split("_")
-    # "imac" lists letters; "i2p1" (an object's attribute) is one letter with its version
-    letters = {first[0]} if any(ch.isdigit() for ch in first) else set(first)
-    letters |= {part[0] for part in rest if part and part[0] not in "zsx"}   # zicsr, zca, ... are not letters
-    if "g" in letters:
-        letters |= set("imafd")
-    return letters
-
-
-def check_target(lib: Library, cfg: DeviceConfig) -> None:
-    """Refuse a library built for another machine, word size, byte order, float ABI or (RISC-V)
-    for extensions the device lacks, with a message saying which and how to rebuild."""
-    elf = lib.elf()
-    want = (cfg.abi["elf_machine"], cfg.abi["elf_class"], cfg.little_endian)
-    got = (elf.machine, elf.elf_class, elf.little_endian)
-    if want != got:
-        raise LinkError(
-            f"cannot load '{lib.name}': it was built for {describe_machine(got[0], got[1])}"
-            f"{'' if got[2] else ', big-endian'}, but the device '{cfg.name}' is "
-            f"{describe_machine(want[0], want[1])}; {_FIX}")
-    device_abi = float_abi(cfg)
-    if elf.machine == "EM_RISCV":
-        lib_abi = _RISCV_FLOAT_ABIS.get(elf.flags & 0x6, "unknown")
-        arch = str(elf.attributes().get("ARCH", ""))
-        missing = sorted(riscv_extensions(arch) - riscv_extensions(cfg["arch"]))
-        if missing:
-            raise LinkError(f"cannot load '{lib.name}': its code uses the RISC-V extension"
-                            f"{'s' if len(missing) > 1 else ''} {', '.join(m.upper() for m in missing)} ({arch}), "
-                            f"which the device '{cfg.name}' ({cfg['arch']}) does not have; {_FIX}")
-    elif elf.machine == "EM_ARM":
-        lib_abi = "hard-float" if elf.attributes().get("ABI_VFP_ARGS") == 1 else "soft-float"
-    else:
-        return
-    if lib_abi != device_abi:
-        raise LinkError(f"cannot load '{lib.name}': it passes floats by the {lib_abi} ABI, but the device "
-                        f"'{cfg.name}' ({cfg['arch']}, {cfg.abi['name']}) uses the {device_abi} ABI; {_FIX}")
 
 
 class Linker:

@@ -480,13 +480,19 @@ class Session:
                 mm.notes.append(f"stack: {stack:,} bytes reserved; the largest kernel frame is {size:,} bytes "
                                 f"({fn} in {owner}; gcc -fstack-usage, calls add up)")
             try:
-                peak = struct.unpack(self._ptr_fmt, self.transport.read(self._sym["utvm_workspace_peak"],
-                                                                       self.cfg.pointer_size))[0]
+                peak = self.workspace_peak
                 mm.notes.append(f"workspace: {self._workspace_block.size:,} bytes reserved; the last call used "
                                 f"{peak:,} at most")
             except UtvmError:
                 pass
         return mm
+
+    @property
+    def workspace_peak(self) -> int:
+        """Bytes of the workspace region (TVMBackendAllocWorkspace) the last call used at most."""
+        self._require_open()
+        raw = self.transport.read(self._sym["utvm_workspace_peak"], self.cfg.pointer_size)
+        return struct.unpack(self._ptr_fmt, raw)[0]
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
@@ -1032,7 +1038,7 @@ class PackedFunction(Function):
         self.name = name
         self.symbol = sig.name
         session = module.session
-        model = abi.DataModel(session.cfg.pointer_size, session.cfg.little_endian)
+        model = abi.DataModel.of(session.cfg)
         anys = model.layout(abi.TVMFFIANY)
         self._any_size = anys.size
         self._any = {kind: anys.packer(["type_index", member]) for kind, member in
@@ -1086,9 +1092,9 @@ class PackedFunction(Function):
         finally:
             if scratch is not None:
                 session.layout.free(scratch)
-        code = self._ret.unpack_from(ret)[0]
-        if code != 0:
-            raise session._kernel_error(self.name, code, tvm=True)
+        code = self._ret.unpack_from(ret)[0]   # when timing, the slot holds the count instead
+        if error or (timing is None and code != 0):
+            raise session._kernel_error(self.name, code if timing is None else -1, tvm=True)
         return None, counts
 
     def _encode(self, session: Session, args: Sequence[Any], addrs: Dict[int, int]) -> bytes:

@@ -26,14 +26,14 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 from . import abi
 from .config import DeviceConfig
 from .elf import CType, ElfFile, Parameter, Signature
-from .errors import BuildError, ToolNotFoundError
+from .errors import BuildError, LinkError, ToolNotFoundError
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
 #: Bump when the build products change shape, so old cache entries are not reused.
-CACHE_VERSION = "utvm-host-build-5"
+CACHE_VERSION = "utvm-host-build-6"
 SHIM_PREFIX = "__utvm_shim_"
 #: Functions on the TVM FFI ABI (TVM >= 0.20: C codegen and LLVM objects) are named this + name.
 TVM_FFI_PREFIX = "__tvm_ffi_"
@@ -218,6 +218,20 @@ def kernel_signatures(elf: ElfFile) -> Dict[str, Signature]:
     return sigs
 
 
+#: Runtime functions TVM's LLVM backend calls through a pointer variable ``__NAME`` that TVM's
+#: own loader fills in (weak and zero in the object): the library's shims define them instead.
+TVM_CONTEXT_FUNCTIONS = ("TVMBackendAllocWorkspace", "TVMBackendFreeWorkspace", "TVMBackendParallelLaunch",
+                         "TVMBackendParallelBarrier", "TVMAPISetLastError")
+
+
+def context_source(names: Sequence[str]) -> str:
+    """C defining each ``__TVMName`` pointer (weak in a TVM LLVM object) as the runtime's
+    ``TVMName``: a strong definition wins over the object's weak one when combined."""
+    lines = [f"extern char {n[2:]}[];\nvoid *{n} = (void *){n[2:]};" for n in names]
+    return ("\n/* TVM LLVM context pointers, set to the device runtime's functions */\n" + "\n".join(lines) + "\n"
+            if lines else "")
+
+
 def shim_source(signatures: Iterable[Signature]) -> str:
     """C for one shim per supported signature: ``int32_t __utvm_shim_NAME(const unsigned char
     *args, unsigned char *ret)`` reads each argument from its 8-byte slot and calls the kernel."""
@@ -296,8 +310,10 @@ def _add_shims(tc: Toolchain, objects: List[Path], work: Path) -> None:
     tc.relocatable(objects, combined)
     with ElfFile(combined) as elf:
         sigs = list(kernel_signatures(elf).values())
+        contexts = sorted(n for n, sym in elf.defined_symbols().items()
+                          if sym.bind == "WEAK" and n[2:] in TVM_CONTEXT_FUNCTIONS and n.startswith("__"))
     shim_c = work / "shims.c"
-    shim_c.write_text(shim_source(sigs))
+    shim_c.write_text(shim_source(sigs) + context_source(contexts))
     tc.compile(shim_c, work / "shims.o", cflags=["-O1", "-fno-strict-aliasing"])
     tc.relocatable([combined, work / "shims.o"], work / "lib.o")
 
@@ -394,12 +410,78 @@ def _cached_entry(kind: str, key: str, make: Callable[[Path], None]) -> Path:
     return entry
 
 
+_ELF_MACHINE_NAMES = {"EM_X86_64": "x86_64", "EM_AARCH64": "AArch64", "EM_RISCV": "RISC-V", "EM_ARM": "Arm"}
+
+
+def describe_machine(machine: str, elf_class: int) -> str:
+    return f"{_ELF_MACHINE_NAMES.get(machine, machine)} {elf_class}-bit ({machine}, ELFCLASS{elf_class})"
+
+
+_RISCV_FLOAT_ABIS = {0: "soft-float", 2: "single-float", 4: "double-float", 6: "quad-float"}
+_FIX = "build it for this device: build(sources, cfg), or with TVM's LLVM backend target=tvm_target(cfg)"
+
+
+def float_abi(cfg: DeviceConfig) -> str:
+    """How the device passes floats: RISC-V "soft-float"/"single-float"/"double-float" (from
+    -mabi), Arm "hard-float" (VFP registers) or "soft-float"; "" where it does not matter."""
+    if cfg.abi["elf_machine"] == "EM_RISCV":
+        return {"f": "single-float", "d": "double-float"}.get(cfg.abi["name"][-1], "soft-float")
+    if cfg.abi["elf_machine"] == "EM_ARM":
+        return "hard-float" if "-mfloat-abi=hard" in cfg["toolchain"].get("cflags", []) else "soft-float"
+    return ""
+
+
+def riscv_extensions(arch: str) -> set:
+    """Single-letter extensions of a RISC-V ISA string ("rv32imac", or an object's
+    "rv32i2p1_m2p0_a2p1_c2p0_zicsr2p0"); "g" stands for imafd."""
+    arch = arch.lower()
+    if not arch.startswith(("rv32", "rv64")):
+        return set()
+    first, *rest = arch[4:].split("_")
+    # "imac" lists letters; "i2p1" (an object's attribute) is one letter with its version
+    letters = {first[0]} if any(ch.isdigit() for ch in first) else set(first)
+    letters |= {part[0] for part in rest if part and part[0] not in "zsx"}   # zicsr, zca, ... are not letters
+    if "g" in letters:
+        letters |= set("imafd")
+    return letters
+
+
+def check_target(lib: Library, cfg: DeviceConfig) -> None:
+    """Refuse a library built for another machine, word size, byte order, float ABI or (RISC-V)
+    for extensions the device lacks, with a message saying which and how to rebuild."""
+    elf = lib.elf()
+    want = (cfg.abi["elf_machine"], cfg.abi["elf_class"], cfg.little_endian)
+    got = (elf.machine, elf.elf_class, elf.little_endian)
+    if want != got:
+        raise LinkError(
+            f"cannot load '{lib.name}': it was built for {describe_machine(got[0], got[1])}"
+            f"{'' if got[2] else ', big-endian'}, but the device '{cfg.name}' is "
+            f"{describe_machine(want[0], want[1])}; {_FIX}")
+    device_abi = float_abi(cfg)
+    if elf.machine == "EM_RISCV":
+        lib_abi = _RISCV_FLOAT_ABIS.get(elf.flags & 0x6, "unknown")
+        arch = str(elf.attributes().get("ARCH", ""))
+        missing = sorted(riscv_extensions(arch) - riscv_extensions(cfg["arch"]))
+        if missing:
+            raise LinkError(f"cannot load '{lib.name}': its code uses the RISC-V extension"
+                            f"{'s' if len(missing) > 1 else ''} {', '.join(m.upper() for m in missing)} ({arch}), "
+                            f"which the device '{cfg.name}' ({cfg['arch']}) does not have; {_FIX}")
+    elif elf.machine == "EM_ARM":
+        lib_abi = "hard-float" if elf.attributes().get("ABI_VFP_ARGS") == 1 else "soft-float"
+    else:
+        return
+    if lib_abi != device_abi:
+        raise LinkError(f"cannot load '{lib.name}': it passes floats by the {lib_abi} ABI, but the device "
+                        f"'{cfg.name}' ({cfg['arch']}, {cfg.abi['name']}) uses the {device_abi} ABI; {_FIX}")
+
+
 def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] = None) -> Library:
     """Wrap an existing relocatable object (e.g. from TVM's LLVM backend) as a :class:`Library`,
     adding shims for its kernels. Cached by the object's content."""
     src = Path(path)
     if not src.is_file():
         raise BuildError(f"object file '{src}' not found")
+    check_target(Library(str(src), name or src.stem, cfg["arch"]), cfg)   # before ld -r chokes on it
     tc = Toolchain(cfg)
     key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
                         "object": _sha256_file(src)})

@@ -172,3 +172,10 @@ uint64_t UTVMCounter(void) {
   utvm_counter_last = now;
   return utvm_counter_high + now;
 }
+
+/* Objects from LLVM (TVM's backend) carry .ARM.exidx unwind entries that name a personality
+ * routine; nothing unwinds on the device, so these stand in for libgcc's unwinder (which would
+ * drag in abort() and the exception index). The linker discards the entries themselves. */
+void __aeabi_unwind_cpp_pr0(void) {}
+void __aeabi_unwind_cpp_pr1(void) {}
+void __aeabi_unwind_cpp_pr2(void) {}
