@@ -258,6 +258,8 @@ class Session:
         self._status = struct.Struct(self._order + "ii")
         self._num_tasks = -1
         self._last_task: Optional[bytes] = None
+        self._last_batch: Optional[tuple] = None
+        self._profile_state: Optional[bool] = False   # the runtime's utvm_profile starts at 0
         self._sym = sym
         self._entry = sym.get("UTVMEntry", sym["UTVMMain"])
         self._trapped = (1 << (8 * ptr)) - 1
@@ -295,6 +297,8 @@ class Session:
                 relaunched = True
             self._num_tasks = -1
             self._last_task = None
+            self._last_batch = None
+            self._profile_state = None
             self._timing_state = (-1, -1)   # the runtime's timing switch may be left on: write it again
             self._write_runtime(image=not relaunched or not self._preloaded)
             for mod in self.modules:
@@ -510,9 +514,10 @@ class Session:
                     return str(loc)
         return f"0x{pc:x} (outside any loaded code)"
 
-    def _task_record(self, shim: int, nargs: int) -> Tuple[bytes, int, int]:
-        """The task-table entry calling ``shim`` with ``nargs`` slots: (bytes, args, ret address)."""
-        base = self._args_block.start
+    def _task_record(self, shim: int, nargs: int, base: Optional[int] = None) -> Tuple[bytes, int, int]:
+        """The task-table entry calling ``shim`` with ``nargs`` slots at ``base`` (default: the
+        args region): (bytes, args address, ret address)."""
+        base = self._args_block.start if base is None else base
         ret_addr = base + abi.SLOT_SIZE * nargs
         task = bytearray(self._task_stride)
         pack_ptr = struct.Struct(self._ptr_fmt).pack_into
@@ -527,10 +532,7 @@ class Session:
         = (number, repeat) the runtime runs it number x repeat times and ``counts`` holds the
         counter difference of each repeat."""
         tr = self.transport
-        state = tuple(timing) if timing is not None else (0, 0)
-        if state != self._timing_state:   # one write, and only when it changes
-            tr.write(self._sym["utvm_timing"], struct.pack(self._order + "II", *state))
-            self._timing_state = state
+        self._set_switches(tuple(timing) if timing is not None else (0, 0), False)   # written when changed
         task, base, ret_addr = fn._task
         if len(args_blob) + abi.SLOT_SIZE > self._args_block.size:
             raise TypeError(f"{fn.name}() has too many arguments for the args region "
@@ -542,6 +544,7 @@ class Session:
         if task is not self._last_task:
             tr.write(tasks, task)
             self._last_task = task
+            self._last_batch = None
         if self._num_tasks != 1:
             tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", 1))
             self._num_tasks = 1
@@ -580,6 +583,84 @@ class Session:
             return ()
         raw = self.transport.read(self._sym["utvm_counts"], 8 * timing[1])
         return struct.unpack(f"{self._order}{timing[1]}Q", raw)
+
+    def _set_switches(self, timing: Tuple[int, int], profile: bool) -> None:
+        """Write the runtime's timing and profiling switches when they change."""
+        if timing != self._timing_state:
+            self.transport.write(self._sym["utvm_timing"], struct.pack(self._order + "II", *timing))
+            self._timing_state = timing
+        if profile != self._profile_state:
+            self.transport.write(self._sym["utvm_profile"], struct.pack(self._order + "I", int(profile)))
+            self._profile_state = profile
+
+    def run_batch(self, calls: Sequence["BoundCall"], *, timeout: Optional[float] = None,
+                  profile: bool = False) -> Optional[List[int]]:
+        """Run bound calls (:meth:`Function.bind`) in order, as few round trips as the runtime's
+        task table allows (64 calls each): nothing but the start and the stop crosses the link
+        when the same batch runs again. With ``profile`` returns each call's device counter
+        difference (``cfg["counter"]`` units). A kernel error stops the batch and raises
+        naming the call; a fault or timeout raises as for a single call."""
+        self._require_open()
+        counts: List[int] = []
+        for first in range(0, len(calls), self._max_tasks):
+            chunk = calls[first:first + self._max_tasks]
+            counts += self._run_chunk(chunk, self.timeout if timeout is None else timeout, profile)
+        return counts if profile else None
+
+    def _run_chunk(self, chunk: Sequence["BoundCall"], timeout: float, profile: bool) -> List[int]:
+        tr = self.transport
+        for call in chunk:
+            call._check()
+        self._set_switches((0, 0), profile)
+        key = tuple(id(c) for c in chunk)
+        if key != self._last_batch:
+            tr.write(self._sym["utvm_tasks"], b"".join(c._task[0] for c in chunk))
+            self._last_batch = key
+            self._last_task = None
+        n = len(chunk)
+        if self._num_tasks != n:
+            tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", n))
+            self._num_tasks = n
+        stack = self._stack_block
+        first = chunk[0].function
+        try:
+            stop = tr.run(self._entry, stack_base=stack.start, stack_size=stack.size,
+                          stop_at=self._sym["UTVMDone"], timeout=timeout, results=3)
+        except ConnectionLost as exc:
+            recovered = self._recover(f"the device went away during a batch of {n} calls")
+            raise ConnectionLost(f"{exc} while running a batch of {n} calls; {recovered}") from None
+        except BaseException:
+            if not tr.alive:
+                self._recover("a batch was interrupted")
+            raise
+
+        def current() -> "BoundCall":   # the call the device was in when it stopped
+            try:
+                done = struct.unpack(self._order + "I", tr.read(self._sym["utvm_tasks_done"], 4))[0]
+            except UtvmError:
+                return chunk[0]
+            return chunk[min(done, n - 1)]
+
+        if stop.kind != "done":
+            self._raise_stop(current().function, stop, timeout)
+        summary = stop.result[0] if stop.result is not None else None
+        if summary is None:   # the transport did not report registers: read the runtime's record
+            done = struct.unpack(self._order + "I", tr.read(self._sym["utvm_tasks_done"], 4))[0]
+            error = struct.unpack(self._order + "I", tr.read(self._sym["utvm_error_set"], 4))[0]
+            summary = done | (1 << 16 if error else 0)
+        if summary == self._trapped:
+            self._raise_trap(current().function)
+        done, error = summary & 0xFFFF, (summary >> 16) & 1
+        if error:
+            call = chunk[max(done - 1, 0)]
+            value = struct.unpack_from(self._order + "i", tr.read(call._task[2], 4))[0]
+            raise self._kernel_error(call.label, value, tvm=isinstance(call.function, PackedFunction))
+        if done != n:
+            raise DeviceError(f"a batch of {n} calls starting with '{first.name}' did not complete: the runtime "
+                              f"reports {done} done; call sess.reset()")
+        if not profile:
+            return []
+        return list(struct.unpack(f"{self._order}{n}Q", tr.read(self._sym["utvm_task_counts"], 8 * n)))
 
     def _kernel_error(self, kernel: str, value: Optional[int], tvm: bool = False) -> KernelError:
         """The error a kernel reported (its text and TVM kind, read from the runtime), as the
@@ -691,14 +772,31 @@ class Tensor:
     it back; ``free()`` returns its memory (also done when it is garbage-collected).
     """
 
-    def __init__(self, session: Session, block: Block, shape: Tuple[int, ...], dtype: np.dtype):
+    def __init__(self, session: Session, block: Block, shape: Tuple[int, ...], dtype: np.dtype,
+                 parent: Optional["Tensor"] = None):
         self.session = session
         self.block = block
         self.shape = shape
         self.dtype = dtype
         self.size = math.prod(shape)
         self.nbytes = self.size * dtype.itemsize
-        self._finalizer = weakref.finalize(self, _free_block, weakref.ref(session), block)
+        self._parent = parent   # a view keeps its parent (which owns the memory) alive
+        self._finalizer = weakref.finalize(self, _free_block, weakref.ref(session), block) if parent is None \
+            else weakref.finalize(self, lambda: None)
+
+    def view(self, offset: int, shape: Union[int, Sequence[int]], dtype: Any) -> "Tensor":
+        """A tensor over ``nbytes`` of this one's memory from byte ``offset`` (no copy): e.g. one
+        parameter of a packed block. It is freed with its parent."""
+        self._check()
+        shape = (int(shape),) if isinstance(shape, numbers.Integral) else tuple(int(n) for n in shape)
+        dt = np.dtype(dtype)
+        nbytes = math.prod(shape) * dt.itemsize
+        if offset < 0 or offset + nbytes > self.nbytes or offset % dt.alignment:
+            raise ValueError(f"a {dt.name}{list(shape)} view at byte {offset} does not fit in {self!r} "
+                             f"({self.nbytes:,} bytes) or is misaligned")
+        block = Block(self.block.region, self.block.start + offset, nbytes, self.block.owner,
+                      f"view of {self.block.what}")
+        return Tensor(self.session, block, shape, dt, parent=self)
 
     @property
     def addr(self) -> int:
@@ -706,7 +804,7 @@ class Tensor:
 
     @property
     def freed(self) -> bool:
-        return not self._finalizer.alive
+        return not self._finalizer.alive or (self._parent is not None and self._parent.freed)
 
     def _check(self) -> None:
         if self.freed:
@@ -978,6 +1076,35 @@ class Function:
             return bool(value), counts
         return value, counts
 
+    def bind(self, *args: Any, label: Optional[str] = None) -> "BoundCall":
+        """This call with these arguments, prepared on the device for :meth:`Session.run_batch`:
+        pointer arguments must be device tensors (nothing is copied when the batch runs),
+        scalars are fixed. The argument block lives in the heap until ``free()``."""
+        session = self.module.session
+        session._require_open()
+        params = self._params
+        if len(args) != len(params):
+            raise TypeError(f"{self.name}() takes {_plural(len(params), 'argument')}, got {len(args)}")
+        slots: List[Tuple[_Param, Any]] = []
+        for p, value in zip(params, args):
+            if p.pointer:
+                if type(value) is Tensor:
+                    if value.session is not session or value.freed:
+                        raise TypeError(f"{self._where(p)} is a tensor of another session or freed")
+                    self._check_dtype(p, value.dtype)
+                elif value is not None:
+                    raise TypeError(f"{self._where(p)} must be a device tensor in a bound call (a numpy array "
+                                    "would be copied at every run): pass sess.tensor(array)")
+                slots.append((p, value))
+            else:
+                slots.append((p, self._scalar(p, value)))
+        self._check_lengths(slots)
+        blob = bytearray(abi.SLOT_SIZE * (len(params) + 1))   # the arguments, then the return slot
+        for p, value in slots:
+            p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index,
+                            value.addr if type(value) is Tensor else 0 if value is None else value)
+        return BoundCall(self, args, lambda base: bytes(blob), len(params), label)
+
     def _check_dtype(self, p: _Param, dtype: np.dtype) -> None:
         if p.dtype is not None and dtype != p.dtype:
             raise TypeError(f"{self._where(p)} needs a {p.dtype.name} array, got {dtype.name}")
@@ -1083,7 +1210,10 @@ class PackedFunction(Function):
         scratch: Optional[Block] = None
         try:
             scratch, addrs = _stage(session, arrays, self.name)
-            blob = self._encode(session, args, addrs)
+            blob = self._encode(session, args, addrs, session._args_block.start)
+            if len(blob) > session._args_block.size:
+                raise TypeError(f"{self.name}() has too many arguments for the args region ({len(blob):,} > "
+                                f"{session._args_block.size:,} bytes): enlarge cfg['mem_layout']['args']")
             _, error, ret, counts = session._run_task(self, blob, session.timeout if timeout is None else timeout,
                                                       timing)
             for i, arr in arrays:
@@ -1097,10 +1227,22 @@ class PackedFunction(Function):
             raise session._kernel_error(self.name, code if timing is None else -1, tvm=True)
         return None, counts
 
-    def _encode(self, session: Session, args: Sequence[Any], addrs: Dict[int, int]) -> bytes:
-        """The argument block: the shim's four slots (self, args, num_args, result) and its return
-        slot, then the result TVMFFIAny, the TVMFFIAny array, the DLTensors and their shapes."""
-        base = session._args_block.start
+    def bind(self, *args: Any, label: Optional[str] = None) -> "BoundCall":
+        """As :meth:`Function.bind`: array arguments must be device tensors."""
+        session = self.module.session
+        session._require_open()
+        for i, value in enumerate(args):
+            if isinstance(value, np.ndarray) or (type(value) is Tensor and (value.session is not session
+                                                                            or value.freed)):
+                raise TypeError(f"{self._where_arg(i)} must be a device tensor of this session in a bound call")
+            if not (value is None or type(value) is Tensor or isinstance(value, (numbers.Real, np.bool_))):
+                raise TypeError(f"{self._where_arg(i)} must be a device tensor, a number, a bool or None")
+        return BoundCall(self, args, lambda base: self._encode(session, args, {}, base), 4, label)
+
+    def _encode(self, session: Session, args: Sequence[Any], addrs: Dict[int, int], base: int) -> bytes:
+        """The argument block at ``base``: the shim's four slots (self, args, num_args, result) and
+        its return slot, then the result TVMFFIAny, the TVMFFIAny array, the DLTensors and their
+        shapes. ``addrs`` gives the device address of each numpy array argument by position."""
         n = len(args)
         slots = abi.SLOT_SIZE * 5
         result = slots
@@ -1110,9 +1252,6 @@ class PackedFunction(Function):
         shapes = tensors + ntensors * self._tensor_size
         ndims = sum(len(v.shape) for v in args if type(v) is Tensor or isinstance(v, np.ndarray))
         blob = bytearray(shapes + 8 * ndims)
-        if len(blob) > session._args_block.size:
-            raise TypeError(f"{self.name}() has too many arguments for the args region ({len(blob):,} > "
-                            f"{session._args_block.size:,} bytes): enlarge cfg['mem_layout']['args']")
         ptr, order = self._ptr, session._order
         ptr.pack_into(blob, 0, 0)                                        # self: no module context
         ptr.pack_into(blob, abi.SLOT_SIZE, base + anys)
@@ -1143,3 +1282,35 @@ class PackedFunction(Function):
             else:
                 self._any["float"].pack_into(blob, at, abi.FFI_FLOAT, float(value))
         return bytes(blob)
+
+
+class BoundCall:
+    """A kernel call prepared on the device (:meth:`Function.bind`): its argument block sits in
+    the heap, so :meth:`Session.run_batch` only writes the task table. ``label`` names it in
+    errors (a graph node's name). Keeps its tensors alive; ``free()`` returns the block."""
+
+    def __init__(self, function: Function, args: Sequence[Any], encode, nargs: int, label: Optional[str]):
+        session = function.module.session
+        self.function = function
+        self.label = label or function.name
+        self._args = tuple(args)   # the tensors must outlive the call
+        size = len(encode(0))
+        self.block = session._alloc_heap(size, 16, f"arguments of {self.label}")
+        self._finalizer = weakref.finalize(self, _free_block, weakref.ref(session), self.block)
+        session.transport.write(self.block.start, encode(self.block.start))
+        self._task = session._task_record(function.shim, nargs, self.block.start)
+
+    def _check(self) -> None:
+        if not self._finalizer.alive:
+            raise UtvmError(f"the bound call {self.label} was freed")
+        if not self.function.module.loaded:
+            raise UtvmError(f"the bound call {self.label} uses module '{self.function.module.name}', which was unloaded")
+        for value in self._args:
+            if type(value) is Tensor and value.freed:
+                raise UtvmError(f"the bound call {self.label} uses {value!r}, which was freed")
+
+    def free(self) -> None:
+        self._finalizer()
+
+    def __repr__(self) -> str:
+        return f"<BoundCall {self.label}: {self.function.name} at 0x{self.block.start:x}>"

@@ -42,6 +42,9 @@ char utvm_last_error_kind[UTVM_ERROR_KIND_LEN]; /* TVM FFI's error kind ("TypeEr
 #define UTVM_MAX_REPEAT 64
 volatile uint32_t utvm_timing[2]; /* number, repeat: one write sets both */
 volatile uint64_t utvm_counts[UTVM_MAX_REPEAT];
+/* Profiling (graph executors): with utvm_profile set, each task's counter difference. */
+volatile uint32_t utvm_profile;
+volatile uint64_t utvm_task_counts[UTVM_MAX_TASKS];
 
 /* The device's counter: cycles, retired instructions or nanoseconds, per target (a strong
  * definition in device_stubs/<arch>/ replaces this one, which counts nothing). */
@@ -287,8 +290,10 @@ void UTVMMain(void) {
   for (i = 0; i < n; i++) {
     volatile UTVMTask *t = &utvm_tasks[i];
     UTVMShim shim = (UTVMShim)t->func;
+    uint64_t start = utvm_profile ? UTVMCounter() : 0;
     utvm_error_set = 0;
     t->status = shim((const void *)t->args, (void *)t->ret);
+    if (utvm_profile) utvm_task_counts[i] = UTVMCounter() - start;
     t->error = (int32_t)utvm_error_set;
     utvm_tasks_done = i + 1;
     if (t->error) { /* a kernel reported an error: the rest of the batch does not run */
