@@ -309,9 +309,11 @@ class NodeProfile:
 class Profile:
     """Per-node device counts of one run (``cfg["counter"]`` units) and each node's share."""
 
-    def __init__(self, rows: List[NodeProfile], counter: str):
+    def __init__(self, rows: List[NodeProfile], counter: str, batch: Optional[int] = None):
         self.rows, self.counter = rows, counter
         self.total = sum(r.count for r in rows)
+        #: The whole run as the device counted it, the runtime's loop between nodes included.
+        self.batch = batch
 
     def __str__(self) -> str:
         width = max([len(r.node) for r in self.rows] + [4])
@@ -368,7 +370,7 @@ class GraphExecutor:
                 raise ConfigError(f"graph '{graph.name}': node '{node.name}' calls kernel '{node.kernel}', which "
                                   f"its sources do not define; they define: {', '.join(self.module.kernels())}")
             args = [self.tensors[a] if isinstance(a, str) and a in self.tensors else a for a in node.args]
-            self.calls.append(self.module[node.kernel].bind(*args, label=f"node '{node.name}' ({node.kernel})"))
+            self.calls.append(self.module[node.kernel].bind(*args, label=f"node '{node.name}' (kernel '{node.kernel}')"))
 
     def set_input(self, name: str, value: Any) -> None:
         """Write a graph input (a numpy array of its declared shape and dtype) to the device."""
@@ -397,7 +399,7 @@ class GraphExecutor:
         counts = self.sess.run_batch(self.calls, timeout=timeout, profile=True)
         total = sum(counts) or 1
         rows = [NodeProfile(n.name, n.kernel, c, c / total) for n, c in zip(self.graph.nodes, counts)]
-        return Profile(rows, self.sess.cfg["counter"]["name"])
+        return Profile(rows, self.sess.cfg["counter"]["name"], self.sess.last_batch_count)
 
     def memory_report(self) -> Dict[str, int]:
         """Bytes on the device: ``code`` (the kernels' library, all sections), ``runtime``,

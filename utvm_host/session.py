@@ -101,6 +101,8 @@ class Session:
         self._overheads: Dict[int, float] = {}
         self._planned: Dict[str, List[Block]] = {}
         self._planned_tensors: List[Block] = []
+        #: Device counter units the last profiled batch took as a whole (run_batch(profile=True)).
+        self.last_batch_count: Optional[int] = None
         #: The gdb port of the OpenOCD this session started (None otherwise), for debuggers.
         self.gdb_port: Optional[int] = None
         self._opened = False
@@ -602,10 +604,15 @@ class Session:
         naming the call; a fault or timeout raises as for a single call."""
         self._require_open()
         counts: List[int] = []
+        whole = 0
         for first in range(0, len(calls), self._max_tasks):
             chunk = calls[first:first + self._max_tasks]
             counts += self._run_chunk(chunk, self.timeout if timeout is None else timeout, profile)
-        return counts if profile else None
+            whole += self.last_batch_count or 0
+        if not profile:
+            return None
+        self.last_batch_count = whole
+        return counts
 
     def _run_chunk(self, chunk: Sequence["BoundCall"], timeout: float, profile: bool) -> List[int]:
         tr = self.transport
@@ -654,28 +661,33 @@ class Session:
         if error:
             call = chunk[max(done - 1, 0)]
             value = struct.unpack_from(self._order + "i", tr.read(call._task[2], 4))[0]
-            raise self._kernel_error(call.label, value, tvm=isinstance(call.function, PackedFunction))
+            raise self._kernel_error(call.function.name, value, tvm=isinstance(call.function, PackedFunction),
+                                     what=call.label)
         if done != n:
             raise DeviceError(f"a batch of {n} calls starting with '{first.name}' did not complete: the runtime "
                               f"reports {done} done; call sess.reset()")
         if not profile:
             return []
+        self.last_batch_count = struct.unpack(self._order + "Q", tr.read(self._sym["utvm_batch_count"], 8))[0]
         return list(struct.unpack(f"{self._order}{n}Q", tr.read(self._sym["utvm_task_counts"], 8 * n)))
 
-    def _kernel_error(self, kernel: str, value: Optional[int], tvm: bool = False) -> KernelError:
+    def _kernel_error(self, kernel: str, value: Optional[int], tvm: bool = False,
+                      what: Optional[str] = None) -> KernelError:
         """The error a kernel reported (its text and TVM kind, read from the runtime), as the
-        exception to raise: a KernelError that is also e.g. a ValueError when TVM named one."""
+        exception to raise: a KernelError that is also e.g. a ValueError when TVM named one.
+        ``what`` names the call in the message (default ``kernel 'NAME'``)."""
         sym, sizes = self._sym, self._error_sizes
         text = self.transport.read(sym["utvm_last_error"], sizes["utvm_last_error"])
         kind = self.transport.read(sym["utvm_last_error_kind"], sizes["utvm_last_error_kind"])
         text, kind = (b.split(b"\0", 1)[0].decode("utf-8", "replace") for b in (text, kind))
         returned = "" if value is None else f" (returned {value})"
-        if tvm and text:
-            message = text   # TVM's own message names the function and the argument
+        what = what or f"kernel '{kernel}'"
+        if tvm and text:   # TVM's own message names the function and the argument
+            message = text if what == f"kernel '{kernel}'" else f"{what}: {text}"
         elif text:
-            message = f"kernel '{kernel}' failed{returned}: {f'{kind}: ' if kind else ''}{text}"
+            message = f"{what} failed{returned}: {f'{kind}: ' if kind else ''}{text}"
         else:
-            message = f"kernel '{kernel}' failed{returned} without reporting an error message"
+            message = f"{what} failed{returned} without reporting an error message"
         return kernel_error_class(kind)(message, kernel=kernel, status=0 if value is None else int(value),
                                         text=text, kind=kind)
 

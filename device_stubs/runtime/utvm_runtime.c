@@ -45,6 +45,7 @@ volatile uint64_t utvm_counts[UTVM_MAX_REPEAT];
 /* Profiling (graph executors): with utvm_profile set, each task's counter difference. */
 volatile uint32_t utvm_profile;
 volatile uint64_t utvm_task_counts[UTVM_MAX_TASKS];
+volatile uint64_t utvm_batch_count; /* the whole task loop, overhead between tasks included */
 
 /* The device's counter: cycles, retired instructions or nanoseconds, per target (a strong
  * definition in device_stubs/<arch>/ replaces this one, which counts nothing). */
@@ -287,6 +288,7 @@ void UTVMMain(void) {
     utvm_tasks_done = 1;
     n = 0; /* the loop below has nothing left to do */
   }
+  uint64_t batch_start = utvm_profile ? UTVMCounter() : 0;
   for (i = 0; i < n; i++) {
     volatile UTVMTask *t = &utvm_tasks[i];
     UTVMShim shim = (UTVMShim)t->func;
@@ -301,6 +303,7 @@ void UTVMMain(void) {
       break;
     }
   }
+  if (utvm_profile) utvm_batch_count = UTVMCounter() - batch_start;
   if (timed && !any_error) { /* the first measurement rides in the return registers */
     ret_lo = (uintptr_t)(uint32_t)utvm_counts[0];
     ret_hi = (uintptr_t)(uint32_t)(utvm_counts[0] >> 32);

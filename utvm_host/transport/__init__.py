@@ -6,6 +6,7 @@ Every transport offers the same primitives (see :class:`Transport`): ``read(addr
 from .base import StopInfo, Transport
 from .host import HostTransport
 from .openocd import OpenOcdTransport
-from .tracing import TracingTransport, hexdump
+from .tracing import CountingTransport, TracingTransport, hexdump
 
-__all__ = ["StopInfo", "Transport", "HostTransport", "OpenOcdTransport", "TracingTransport", "hexdump"]
+__all__ = ["StopInfo", "Transport", "HostTransport", "OpenOcdTransport", "TracingTransport", "CountingTransport",
+           "hexdump"]

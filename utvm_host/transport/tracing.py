@@ -78,3 +78,45 @@ class TracingTransport(Transport):
     def close(self) -> None:
         log.debug("close")
         self.inner.close()
+
+
+class CountingTransport(Transport):
+    """Wraps another transport and counts what crosses the link: ``bytes_written``,
+    ``bytes_read``, ``bytes_filled`` (fills of device memory, which some links do on the device),
+    ``runs`` (for benchmarks and tests of traffic; ``reset()`` zeroes them)."""
+
+    def __init__(self, inner: Transport):
+        self.inner = inner
+        self.little_endian = inner.little_endian
+        self.reset()
+
+    def reset(self) -> None:
+        self.bytes_written = self.bytes_read = self.bytes_filled = self.runs = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def read(self, addr: int, n: int) -> bytes:
+        self.bytes_read += n
+        return self.inner.read(addr, n)
+
+    def readinto(self, addr: int, out) -> None:
+        self.bytes_read += memoryview(out).nbytes
+        self.inner.readinto(addr, out)
+
+    def write(self, addr: int, data) -> None:
+        self.bytes_written += memoryview(data).nbytes
+        self.inner.write(addr, data)
+
+    def fill(self, addr: int, size: int, value: int = 0) -> None:
+        self.bytes_filled += size
+        self.inner.fill(addr, size, value)
+
+    def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
+            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+        self.runs += 1
+        return self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout,
+                              results=results)
+
+    def close(self) -> None:
+        self.inner.close()

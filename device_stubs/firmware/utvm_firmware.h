@@ -1,0 +1,28 @@
+/* utvm-host standalone firmware: what the generated graph program (graph_main.c) needs from the
+ * per-target startup code (riscv/, cortexm/) and the shared helpers (utvm_firmware.c). */
+#ifndef UTVM_FIRMWARE_H_
+#define UTVM_FIRMWARE_H_
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per target: bytes to the console (Spike: HTIF write(1, ...); Cortex-M: semihosting SYS_WRITE
+ * to ":tt"), and the end of the program with an exit status (HTIF tohost; semihosting
+ * SYS_EXIT_EXTENDED), which the simulator returns as its own. */
+void utvm_fw_write(const char *buf, size_t n);
+void utvm_fw_exit(int status) __attribute__((noreturn));
+
+/* Shared: text, numbers and hex dumps on the console. */
+void utvm_fw_puts(const char *s);
+void utvm_fw_put_u64(uint64_t v);
+void utvm_fw_put_i64(int64_t v);
+void utvm_fw_put_hex(const void *data, size_t n);
+
+/* From the device runtime. */
+uint64_t UTVMCounter(void);
+extern volatile uint32_t utvm_error_set;
+extern char utvm_last_error[];
+extern volatile uintptr_t utvm_workspace_base;
+extern volatile uintptr_t utvm_workspace_size;
+
+int main(void);
+#endif
