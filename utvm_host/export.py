@@ -156,7 +156,7 @@ def graph_program(graph: Graph, library, workspace_size: int, inputs: Dict[str, 
     declared = set()
     calls: List[str] = []
     for i, node in enumerate(graph.nodes):
-        label = f"node '{node.name}' ({node.kernel})".replace('"', "'")
+        label = f"node '{node.name}' (kernel '{node.kernel}')".replace('"', "'")
         if node.kernel in tvm:
             symbol = tvm[node.kernel]
             if symbol not in declared:
@@ -237,7 +237,7 @@ def export_firmware(graph: Graph, cfg: DeviceConfig, path: Union[str, Path], *,
     machine = cfg.abi["elf_machine"]
     if machine not in _FW_ARCH:
         raise ConfigError(f"standalone firmware is built for RISC-V (run on Spike) and Cortex-M (semihosting) "
-                          f"devices; '{cfg.name}' is {machine}")
+                          f"devices; '{cfg.name}' is {machine}: run the graph there with GraphExecutor")
     if machine == "EM_RISCV" and cfg["transport"].get("launch") != "spike":
         raise ConfigError(f"standalone RISC-V firmware ends through Spike's HTIF; '{cfg.name}' is not a Spike "
                           "device: export for devices.spike(isa=...)")

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .config import DeviceConfig
-from .errors import ConfigError
+from .errors import ConfigError, LayoutError
 from .session import BoundCall, Session, Tensor
 from .toolchain import Library, build
 
@@ -348,8 +348,19 @@ class GraphExecutor:
         self.plan = graph.plan()
         specs = graph.tensors
         io = graph.inputs + graph.outputs
-        sess.plan([self.library], [(max(self.plan.params_size, 1), "uint8"), (max(self.plan.arena_size, 1), "uint8")]
-                  + [(specs[t].shape, specs[t].dtype) for t in io])
+        try:
+            sess.plan([self.library], [(max(self.plan.params_size, 1), "uint8"),
+                                       (max(self.plan.arena_size, 1), "uint8")]
+                      + [(specs[t].shape, specs[t].dtype) for t in io])
+        except LayoutError as exc:
+            io_bytes = sum(specs[t].nbytes for t in io)
+            raise LayoutError(
+                f"graph '{graph.name}' does not fit on '{sess.cfg.name}' (nothing was sent): it needs its kernels "
+                f"({self.library.size:,} bytes before linking), params {self.plan.params_size:,}, activations "
+                f"{self.plan.arena_size:,} (liveness-planned; {self.plan.no_reuse:,} without reuse) and inputs/"
+                f"outputs {io_bytes:,} bytes. {exc}", region=exc.region, what=exc.what, owner=exc.owner,
+                needed=exc.needed, capacity=exc.capacity, used=exc.used, free=exc.free,
+                largest_free=exc.largest_free, required_size=exc.required_size) from None
         self.module = sess.load(self.library)
         self._params = sess.empty(max(self.plan.params_size, 1), "uint8")
         self._arena = sess.empty(max(self.plan.arena_size, 1), "uint8")

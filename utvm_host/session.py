@@ -660,7 +660,8 @@ class Session:
         done, error = summary & 0xFFFF, (summary >> 16) & 1
         if error:
             call = chunk[max(done - 1, 0)]
-            value = struct.unpack_from(self._order + "i", tr.read(call._task[2], 4))[0]
+            ret = call.function._ret
+            value = None if ret is None else ret.unpack_from(tr.read(call._task[2], abi.SLOT_SIZE))[0]
             raise self._kernel_error(call.function.name, value, tvm=isinstance(call.function, PackedFunction),
                                      what=call.label)
         if done != n:
