@@ -16,6 +16,7 @@ import shutil
 import signal
 import struct
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -101,6 +102,9 @@ class Session:
         self._overheads: Dict[int, float] = {}
         self._planned: Dict[str, List[Block]] = {}
         self._planned_tensors: List[Block] = []
+        self._gdb_server: Optional[tuple] = None   # (host, port, registers, bp kind) of a gdb-server device
+        self._debugger = None
+        self._call_lock = threading.RLock()   # one call at a time (start() runs calls in a thread)
         #: Device counter units the last profiled batch took as a whole (run_batch(profile=True)).
         self.last_batch_count: Optional[int] = None
         #: The gdb port of the OpenOCD this session started (None otherwise), for debuggers.
@@ -165,6 +169,7 @@ class Session:
             else:
                 host, port, preloaded = t.get("server_addr") or "127.0.0.1", int(t["server_port"]), False
             regs = (gdb.RISCV32 if self.cfg.pointer_size == 4 else gdb.RISCV64) if riscv else gdb.ARM_M
+            self._gdb_server = (host, port, regs, 2 if compressed else 4)
             return gdb.GdbTransport(host, port, regs, little_endian=self.cfg.little_endian,
                                     bp_kind=2 if compressed else 4), preloaded
         preloaded = False
@@ -190,6 +195,12 @@ class Session:
     def close(self, keep_logs: bool = False) -> None:
         """Stop the device's processes and forget its state. Safe to call twice. The session's
         folder (links, logs) is removed unless ``keep_logs``."""
+        if self._debugger is not None:
+            try:
+                self._debugger.detach()
+            except Exception as exc:   # closing anyway
+                log.warning("detaching the debugger at close: %s", exc)
+            self._debugger = None
         for mod in self.modules:
             mod._loaded = False
             mod.image.close()
@@ -340,6 +351,55 @@ class Session:
             raise DeviceError(f"sess.reset() could not restart the device: {self._broken}")
         log.info("reset: %s", message)
 
+    # -- debugging ---------------------------------------------------------------------------
+
+    def debugger(self, gdb: Optional[str] = None):
+        """Attach gdb-multiarch (through pygdbmi) to this session's device, with the symbols of
+        the runtime and every loaded library: see :mod:`utvm_host.debug`."""
+        self._require_open()
+        if self._debugger is not None and self._debugger.attached:
+            return self._debugger
+        from .debug import Debugger   # the debug layer sits above the session
+        self._debugger = Debugger(self, gdb)
+        return self._debugger
+
+    def _debug_endpoint(self) -> Tuple[str, int]:
+        kind = self.cfg.transport_kind
+        if kind == "gdb" and self._gdb_server is not None:
+            return self._gdb_server[0], self._gdb_server[1]
+        if kind == "openocd" and self.gdb_port is not None:
+            return "127.0.0.1", self.gdb_port
+        raise ConfigError(f"device '{self.cfg.name}' has no gdb port this session knows: debugging needs a session "
+                          "that started OpenOCD or QEMU itself, or a devices.gdb_remote(...) device")
+
+    def _hand_over_transport(self) -> Optional[Transport]:
+        """Give the gdb port to a debugger; returns the link the session keeps for memory
+        (OpenOCD's Tcl port), or None when gdb must carry everything (QEMU)."""
+        tr = self.transport.inner if isinstance(self.transport, TracingTransport) else self.transport
+        if isinstance(tr, OpenOcdTransport):
+            tr.release_gdb_port()
+            self._bulk_port, tr.gdb_port = tr.gdb_port, None   # Tcl only while gdb holds the port
+            tr.clear_breakpoints()
+            return tr
+        tr.close()
+        return None
+
+    def _take_debug_transport(self, transport: Transport) -> None:
+        self.transport = TracingTransport(transport) if self.trace else transport
+
+    def _debugger_gone(self, inner: Optional[Transport]) -> None:
+        """Take the device back from a debugger (or a debugger that failed to attach)."""
+        self._debugger = None
+        if inner is not None:
+            inner.gdb_port = getattr(self, "_bulk_port", None)
+            if inner.state() != "halted":   # OpenOCD resumes the core when gdb detaches
+                inner.halt()
+            tr: Transport = inner
+        else:
+            host, port, regs, kind = self._gdb_server
+            tr = gdb.GdbTransport(host, port, regs, little_endian=self.cfg.little_endian, bp_kind=kind)
+        self.transport = TracingTransport(tr) if self.trace else tr
+
     # -- libraries ---------------------------------------------------------------------------
 
     def _externs(self) -> Tuple[Dict[str, int], Dict[str, "Module"]]:
@@ -373,6 +433,8 @@ class Session:
         deps = {providers[n] for n in needed if n in providers}
         mod = Module(self, lib, image, deps)
         self.modules.append(mod)
+        if self._debugger is not None:
+            self._debugger._module_loaded(mod)
         log.info("loaded %s: %s", owner, ", ".join(f"{b.what} {b.size:,} B at 0x{b.start:x}" for b in image.blocks))
         return mod
 
@@ -425,6 +487,8 @@ class Session:
             raise UtvmError(f"cannot unload '{mod.name}': {', '.join(repr(u) for u in users)} "
                             f"call{'s' if len(users) == 1 else ''} into it; unload "
                             f"{'it' if len(users) == 1 else 'them'} first")
+        if self._debugger is not None:
+            self._debugger._module_unloaded(mod)
         for block in mod.image.blocks:
             self.layout.free(block)
         self.modules.remove(mod)
@@ -1013,7 +1077,14 @@ class Function:
 
     def __call__(self, *args: Any, timeout: Optional[float] = None) -> Any:
         """Call the kernel. (Details: :meth:`_call`.)"""
-        return self._call(args, timeout)[0]
+        with self.module.session._call_lock:
+            return self._call(args, timeout)[0]
+
+    def start(self, *args: Any, timeout: Optional[float] = None) -> "CallHandle":
+        """Start the call in the background and return at once; ``.result()`` waits for it.
+        With a debugger attached, its breakpoints stop the call (see :mod:`utvm_host.debug`).
+        Use the debugger, not the session, until the call completes."""
+        return CallHandle(self, args, timeout)
 
     def time_evaluator(self, number: int = 10, repeat: int = 1, min_repeat_ms: float = 0):
         """A callable that times this kernel on the device: see :mod:`utvm_host.timing`."""
@@ -1327,3 +1398,42 @@ class BoundCall:
 
     def __repr__(self) -> str:
         return f"<BoundCall {self.label}: {self.function.name} at 0x{self.block.start:x}>"
+
+
+class CallHandle:
+    """A call started with :meth:`Function.start`, running in a background thread."""
+
+    def __init__(self, function: Function, args: Sequence[Any], timeout: Optional[float]):
+        self.function = function
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        self._done = threading.Event()
+        session = function.module.session
+
+        def work() -> None:
+            try:
+                with session._call_lock:
+                    self._value = function._call(args, timeout)[0]
+            except BaseException as exc:   # handed to result()
+                self._error = exc
+            finally:
+                self._done.set()
+
+        self._thread = threading.Thread(target=work, name=f"utvm-call-{function.name}", daemon=True)
+        self._thread.start()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """The kernel's return value once the call completes (raising what the call raised);
+        :class:`~utvm_host.errors.DeviceTimeout` if it has not completed within ``timeout``."""
+        if not self._done.wait(timeout):
+            raise DeviceTimeout(f"kernel '{self.function.name}' has not completed within {timeout:g} s (it may be "
+                                "stopped in the debugger: dbg.cont())", timeout=timeout or 0.0)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"<CallHandle {self.function.name} {'done' if self.done() else 'running'}>"
