@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import DeviceError, ToolNotFoundError, UtvmError
+from .session import call_context
 from .transport.base import StopInfo, Transport
 
 log = logging.getLogger(__name__)
@@ -401,6 +402,10 @@ class DebugTransport(Transport):
                     return StopInfo("done", pc=pc, result=tuple(regs[r] for r in self._results))
                 if record.get("reason") == "signal-received" and record.get("signal-name") not in ("SIGINT", "SIGTRAP"):
                     return StopInfo("fault", pc=pc, detail=f"the debugger reports {record.get('signal-meaning')}")
+                if not getattr(call_context, "started", False):
+                    bkpt = record.get("bkptno")
+                    return StopInfo("breakpoint", pc=pc, detail=f"breakpoint {bkpt}" if bkpt else
+                                    f"stopped by the debugger: {record.get('reason', 'unknown')}")
         finally:
             self.pending = False
             self._idle.set()

@@ -50,6 +50,9 @@ _SIGNAL_CODES = {
 }
 
 _current: List["Session"] = []
+#: Per thread: whether the running call was started with Function.start() (a debugger may then
+#: stop it at breakpoints and the call waits; a plain call cannot wait for a person).
+call_context = threading.local()
 
 
 def current_session() -> "Session":
@@ -796,6 +799,10 @@ class Session:
 
     def _raise_stop(self, fn: "Function", stop: StopInfo, timeout: Optional[float]) -> None:
         where = self._symbolize(stop.pc)
+        if stop.kind == "breakpoint":   # a debugger's breakpoint stopped a plain call: no recovery
+            raise DeviceError(f"kernel '{fn.name}' stopped at {where} ({stop.detail}); the core stays there "
+                              "(dbg.cont() or dbg.detach() goes on). Start calls that may stop at a breakpoint "
+                              "with fn.start(...) and finish them with .result()")
         if stop.kind == "fault" and not stop.signo:
             recovered = self._recover(f"kernel '{fn.name}' stopped unexpectedly")
             raise DeviceFault(f"kernel '{fn.name}' stopped at {where}: {stop.detail}; {recovered}",
@@ -1411,6 +1418,7 @@ class CallHandle:
         session = function.module.session
 
         def work() -> None:
+            call_context.started = True
             try:
                 with session._call_lock:
                     self._value = function._call(args, timeout)[0]

@@ -1,0 +1,100 @@
+"""The debugger, driven for real: gdb-multiarch attached to Spike (OpenOCD) and QEMU (gdbstub)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from utvm_host import ConfigError, DeviceError, Session, build, devices
+
+from conftest import KERNELS, device_cfg, require_tool
+
+DEBUG_DEVICES = ["spike-rv32", "qemu-riscv32", "qemu-cortex-m3"]
+
+
+@pytest.fixture(scope="module", params=DEBUG_DEVICES)
+def dcfg(request):
+    require_tool("gdb-multiarch")
+    return device_cfg(request.param)
+
+
+@pytest.fixture(scope="module")
+def dsess(dcfg):
+    s = Session(dcfg).open()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module")
+def acc(dsess, dcfg):
+    return dsess.load(build([KERNELS / "dbg_accumulate.c"], dcfg, cflags=["-O0", "-g"]))
+
+
+def test_breakpoint_locals_step_continue_and_result(dsess, acc):
+    x = np.arange(10, dtype=np.int32)
+    assert acc["accumulate"](x, 10) == 90
+    with dsess.debugger() as dbg:
+        bp = dbg.break_at("accumulate")
+        call = acc["accumulate"].start(x, 10)
+        frame = dbg.wait_stop()
+        assert (frame.function, frame.line, frame.breakpoint, frame.reason) == ("accumulate", 5, bp, "breakpoint-hit")
+        assert frame.file.endswith("dbg_accumulate.c") and not frame.finished
+        assert frame.args["n"] == "10" and set(frame.locals) == {"total"}   # i lives in the loop's block
+        frame = dbg.next()
+        assert (frame.line, frame.locals["total"]) == (6, "0")
+        frame = dbg.next()
+        assert frame.line == 7 and frame.locals["i"] == "0"
+        frame = dbg.step()   # the loop's increment, then its test
+        assert frame.function == "accumulate" and frame.line in (6, 7)
+        assert dbg.evaluate("n * 2") == "20" and dbg.evaluate("x[3]") == "3"
+        assert not call.done()
+        dbg.delete(bp)
+        dbg.cont()
+        assert call.result(timeout=30) == 90
+        assert dbg.wait_stop(5).finished   # the call ended at the runtime's done symbol
+        assert acc["accumulate"](x + 1, 10) == 110   # plain calls run through gdb meanwhile
+    assert acc["accumulate"](x, 10) == 90           # and through the session's own link again
+
+
+def test_libraries_loaded_later_get_symbols_and_memory_reads(dsess, dcfg):
+    y = np.arange(6, dtype=np.int32)
+    t = dsess.tensor(y)
+    with dsess.debugger() as dbg:
+        mod = dsess.load(build([KERNELS / "dbg_scale.c"], dcfg, cflags=["-O0", "-g"]))
+        dbg.break_at("dbg_scale.c:6")
+        call = mod["scale"].start(t, 6, 3)
+        frame = dbg.wait_stop()
+        assert (frame.function, frame.line) == ("scale", 6) and frame.args == {"x": frame.args["x"], "n": "6", "k": "3"}
+        assert int(frame.args["x"], 16) == t.addr
+        assert dbg.read_memory(t.addr, 24) == y.tobytes()
+        dbg.delete()
+        dbg.cont()
+        call.result(timeout=30)
+        assert "dbg_scale.c" in dbg.command("info functions ^scale$")
+        mod.unload()   # its symbols go with it
+        assert "dbg_scale.c" not in dbg.command("info functions ^scale$")
+    np.testing.assert_array_equal(t.numpy(), 3 * y)
+
+
+def test_a_plain_call_stopped_by_a_breakpoint_says_how_to_go_on(dsess, acc):
+    x = np.arange(4, dtype=np.int32)
+    with dsess.debugger() as dbg:
+        dbg.break_at("accumulate")
+        with pytest.raises(DeviceError) as e:
+            acc["accumulate"](x, 4)
+        assert str(e.value).startswith("kernel 'accumulate' stopped at accumulate+0x")
+        assert "dbg_accumulate.c:5) (breakpoint 2); the core stays there (dbg.cont() or dbg.detach() goes on). " \
+               "Start calls that may stop at a breakpoint with fn.start(...) and finish them with .result()" in str(e.value)
+        dbg.delete()
+        dbg.cont()
+        assert dbg.wait_stop(10).finished
+    assert acc["accumulate"](x, 4) == 12
+
+
+def test_no_debugger_for_the_host_device():
+    with Session(devices.host()) as sess:
+        with pytest.raises(ConfigError) as e:
+            sess.debugger()
+    assert str(e.value) == ("device 'host' has no gdb port this session knows: debugging needs a session that "
+                            "started OpenOCD or QEMU itself, or a devices.gdb_remote(...) device")
