@@ -369,7 +369,7 @@ def spike_openocd_commands(rbb_port: int) -> list:
     """OpenOCD commands that reach a Spike through its remote-bitbang JTAG port."""
     return ["adapter driver remote_bitbang", "remote_bitbang host 127.0.0.1", f"remote_bitbang port {rbb_port}",
             "jtag newtap riscv cpu -irlen 5 -expected-id 0xdeadbeef",
-            "target create riscv.cpu riscv -chain-position riscv.cpu"]
+            "target create riscv.cpu riscv -chain-position riscv.cpu -gdb-max-connections 2"]
 
 
 def start_qemu(program: str, machine: str, elf: Path, log_dir: Path, extra: Sequence[str] = (),

@@ -193,6 +193,8 @@ class Session:
         transport = OpenOcdTransport(host, port, little_endian=self.cfg.little_endian,
                                      bp_length=2 if compressed else 4, gdb_port=self.gdb_port,
                                      result_regs=("a0", "a1", "a2") if riscv else ("r0", "r1", "r2"))
+        if self.gdb_port is not None:
+            transport.keep_after_gdb(self._sym["UTVMDone"])
         return transport, preloaded
 
     def close(self, keep_logs: bool = False) -> None:

@@ -205,9 +205,17 @@ class OpenOcdTransport(Transport):
     def state(self) -> str:
         return self.command("[target current] curstate").strip()
 
+    def keep_after_gdb(self, stop_at: int) -> None:
+        """When a gdb that attached to OpenOCD's gdb port (``utvm-host debug`` in a terminal)
+        goes away, OpenOCD drops every breakpoint and may leave the core running: have OpenOCD
+        itself halt the core and set the done breakpoint again at that moment (no cost per call)."""
+        self.command(f"[target current] configure -event gdb-detach "
+                     f"{{catch {{halt}}; catch {{bp 0x{stop_at:x} {self.bp_length}}}}}")
+
     def set_breakpoint(self, addr: int) -> None:
         if addr not in self._breakpoints:
-            reply = self.command(f"bp 0x{addr:x} {self.bp_length}")
+            # OpenOCD may hold it already (set again when a gdb detached): remove it first
+            reply = self.command(f"catch {{rbp 0x{addr:x}}}; bp 0x{addr:x} {self.bp_length}")
             if "breakpoint set" not in reply:
                 raise TransportError(f"OpenOCD did not set a breakpoint at 0x{addr:x}: {reply.strip()!r}")
             self._breakpoints[addr] = self.bp_length
