@@ -37,6 +37,33 @@ class DebuggerError(UtvmError):
     """gdb refused a command; the message is gdb's."""
 
 
+def add_symbol_file_command(elf: str, sections: Dict[str, int]) -> Optional[str]:
+    """``add-symbol-file ELF 0xTEXT -s .rodata 0x... ...`` for a library placed at ``sections``."""
+    if ".text" not in sections:
+        return None
+    extra = "".join(f" -s {name} 0x{addr:x}" for name, addr in sections.items() if name != ".text")
+    return f"add-symbol-file {elf} 0x{sections['.text']:x}{extra}"
+
+
+def gdb_command_line(record: Dict[str, Any], gdb: str = GDB) -> List[str]:
+    """The gdb-multiarch command (argv) that attaches to a running session, described by its
+    registry record (:mod:`utvm_host.registry`), with every symbol file at its address."""
+    endpoint = record.get("gdb")
+    if not endpoint:
+        raise UtvmError(f"session {record['id']} ({record['device']}) has no gdb port: the {record['device']} "
+                        "device runs kernels in a host process")
+    argv = [gdb, "-nx", "-q", "-ex", "set confirm off", "-ex", "set pagination off"]
+    if endpoint.get("arch"):
+        argv += ["-ex", f"set architecture {endpoint['arch']}"]
+    if record.get("runtime"):
+        argv += ["-ex", f"file {record['runtime']}"]
+    for mod in record.get("modules", []):
+        command = add_symbol_file_command(mod["elf"], mod["sections"])
+        if command:
+            argv += ["-ex", command]
+    return argv + ["-ex", f"target remote {endpoint['host']}:{endpoint['port']}"]
+
+
 class MiClient:
     """gdb/MI through pygdbmi, with a reader thread: command results are matched to their
     tokens, ``*stopped`` records are kept in order. Commands take milliseconds (pygdbmi's own
@@ -197,12 +224,10 @@ class Debugger:
 
     def _add_symbols(self, mod) -> None:
         """add-symbol-file for a loaded module's linked ELF with each section's address."""
-        blocks = {b.what: b.start for b in mod.image.blocks}
-        if ".text" not in blocks:
-            return
-        extra = " ".join(f"-s {name} 0x{addr:x}" for name, addr in blocks.items() if name != ".text")
-        self.mi.console_command(f"add-symbol-file {mod.image.elf_path} 0x{blocks['.text']:x} {extra}".strip())
-        self._symbol_files[mod.name] = mod.image.elf_path
+        command = add_symbol_file_command(mod.image.elf_path, {b.what: b.start for b in mod.image.blocks})
+        if command:
+            self.mi.console_command(command)
+            self._symbol_files[mod.name] = mod.image.elf_path
 
     def _module_loaded(self, mod) -> None:
         self._add_symbols(mod)

@@ -261,3 +261,24 @@ def openocd(config_files: Sequence[str], *, arch: str, memory: Sequence[Tuple[in
     if arch in _ARM_CORES:
         return _cortex_m(f"openocd-{arch}", arch, _memory(memory), transport, timeout)
     return _riscv(f"openocd-{arch}", arch, _memory(memory), transport, timeout, None)
+
+
+#: Short device names the command line and the benchmarks accept.
+NAMED = ("host", "spike-rv32", "spike-rv64", "spike-<isa>", "qemu-riscv32", "qemu-riscv64", "qemu-cortex-m3",
+         "qemu-cortex-m33")
+
+
+def by_name(name: str) -> DeviceConfig:
+    """A device config from a short name: ``host``, ``spike-rv32`` (rv32imac), ``spike-rv64``
+    (rv64imac), ``spike-<isa>`` (e.g. ``spike-rv32imafc``) or ``qemu-<machine>``."""
+    if name == "host":
+        return host()
+    if name in ("spike", "spike-rv32"):
+        return spike(isa="rv32imac")
+    if name == "spike-rv64":
+        return spike(isa="rv64imac")
+    if name.startswith("spike-"):
+        return spike(isa=name[len("spike-"):])
+    if name.startswith("qemu-"):
+        return qemu(name[len("qemu-"):])
+    raise ConfigError(f"unknown device {name!r}; known: {', '.join(NAMED)}")

@@ -17,13 +17,14 @@ import signal
 import struct
 import tempfile
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import abi, launch
+from . import abi, launch, registry
 from .config import DeviceConfig
 from .elf import CType, ElfFile, Signature
 from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout, KernelError,
@@ -105,6 +106,8 @@ class Session:
         self._overheads: Dict[int, float] = {}
         self._planned: Dict[str, List[Block]] = {}
         self._planned_tensors: List[Block] = []
+        self._registry_id: Optional[str] = None
+        self._registry_path: Optional[Path] = None
         self._gdb_server: Optional[tuple] = None   # (host, port, registers, bp kind) of a gdb-server device
         self._debugger = None
         self._call_lock = threading.RLock()   # one call at a time (start() runs calls in a thread)
@@ -149,8 +152,37 @@ class Session:
             self.close(keep_logs=True)   # the error message may point at the processes' logs
             raise
         self._opened = True
+        self._publish()
         log.info("session open on %s (%s)", self.cfg.name, self.workdir)
         return self
+
+    _ids = iter(range(1, 1 << 30))
+
+    def _publish(self) -> None:
+        """Announce this session to other processes (utvm-host info / debug)."""
+        try:
+            if self._registry_id is None:
+                self._registry_id = f"{os.getpid()}-{next(Session._ids)}"
+                self._started = time.time()
+            gdb_arch = {"EM_RISCV": f"riscv:rv{8 * self.cfg.pointer_size}", "EM_ARM": "arm"}.get(
+                self.cfg.abi["elf_machine"])
+            try:
+                host, port = self._debug_endpoint()
+                endpoint = {"host": host, "port": port, "arch": gdb_arch,
+                            "shared": self.cfg.transport_kind == "openocd"}
+            except ConfigError:
+                endpoint = None
+            record = {
+                "id": self._registry_id, "pid": os.getpid(), "device": self.cfg.name, "arch": self.cfg["arch"],
+                "transport": self.cfg.transport_kind, "started": self._started, "gdb": endpoint,
+                "runtime": self.runtime.elf_path if self.runtime is not None else None,
+                "modules": [{"name": m.name, "elf": m.image.elf_path, "kernels": m.kernels(),
+                             "sections": {b.what: b.start for b in m.image.blocks}} for m in self.modules],
+                "memory_map": str(self.layout.memory_map()) if self.layout is not None else "",
+            }
+            self._registry_path = registry.publish(record)
+        except OSError as exc:   # announcing is a convenience: never fail a session for it
+            log.debug("cannot publish the session record: %s", exc)
 
     def _start_device(self) -> Tuple[Transport, bool]:
         """Start (or attach to) the device; returns its transport and whether the runtime image
@@ -200,6 +232,9 @@ class Session:
     def close(self, keep_logs: bool = False) -> None:
         """Stop the device's processes and forget its state. Safe to call twice. The session's
         folder (links, logs) is removed unless ``keep_logs``."""
+        if self._registry_path is not None:
+            registry.withdraw(self._registry_path)
+            self._registry_path = None
         if self._debugger is not None:
             try:
                 self._debugger.detach()
@@ -440,6 +475,7 @@ class Session:
         self.modules.append(mod)
         if self._debugger is not None:
             self._debugger._module_loaded(mod)
+        self._publish()
         log.info("loaded %s: %s", owner, ", ".join(f"{b.what} {b.size:,} B at 0x{b.start:x}" for b in image.blocks))
         return mod
 
@@ -498,6 +534,7 @@ class Session:
             self.layout.free(block)
         self.modules.remove(mod)
         mod.image.close()
+        self._publish()
 
     # -- tensors -----------------------------------------------------------------------------
 
