@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from utvm_host import ConfigError, DeviceError, Session, build, devices
+from utvm_host import ConfigError, DeviceError, DeviceFault, Session, build, devices
 
 from conftest import KERNELS, device_cfg, require_tool
 
@@ -98,3 +98,28 @@ def test_no_debugger_for_the_host_device():
             sess.debugger()
     assert str(e.value) == ("device 'host' has no gdb port this session knows: debugging needs a session that "
                             "started OpenOCD or QEMU itself, or a devices.gdb_remote(...) device")
+
+
+def test_break_on_fault_shows_the_faulting_line_and_the_bad_pointer(dsess, dcfg):
+    mod = dsess.load(build([KERNELS / "dbg_scatter.c"], dcfg, cflags=["-O0", "-g"]))
+    idx = np.array([0, 1, 2, 0x10000000], np.int32)
+    src = np.arange(4, dtype=np.float32)
+    dst = dsess.zeros(8, "float32")
+    with dsess.debugger() as dbg:
+        dbg.break_on_fault()
+        call = mod["scatter"].start(idx, src, dst, 4)
+        frame = dbg.wait_stop()
+        bad = (dst.addr + 4 * 0x10000000) & 0xFFFFFFFF
+        assert (frame.function, frame.line, frame.reason) == ("scatter", 8, "fault")
+        assert frame.locals["i"] == "3" and int(frame.locals["slot"], 16) == bad
+        assert int(dbg.evaluate("slot"), 16) == bad and dbg.evaluate("idx[i]") == str(0x10000000)
+        assert frame.fault["address"] == bad and frame.fault["pc"] == frame.pc
+        assert frame.fault["cause"] in ("store/AMO access fault (mcause 7)", "precise data bus error (HardFault)")
+        dbg.cont()
+        with pytest.raises(DeviceFault) as e:
+            call.result(timeout=30)
+        assert "kernel 'scatter' crashed: " in str(e.value) and "(dbg_scatter.c:8)" in str(e.value)
+    np.testing.assert_array_equal(dst.numpy()[:3], src[:3])   # the stores before the fault
+    mod["scatter"](np.arange(4, dtype=np.int32), src, dst, 4)
+    np.testing.assert_array_equal(dst.numpy()[:4], src)
+    mod.unload()

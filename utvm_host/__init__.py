@@ -7,6 +7,8 @@ from Python with numpy arrays.
         mod = load(build(["vadd.c"], cfg))
         mod["vadd"](a, b, c, 64)
 """
+import logging
+
 from . import devices
 from .config import DeviceConfig
 from .errors import (BuildError, ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout,
@@ -17,6 +19,10 @@ from .toolchain import Library, build
 from .tvmgen import build_tvm, tvm_target
 
 __version__ = "0.1.0"
+
+# Quiet by default: the library logs (INFO: sessions, loads; DEBUG: every command and transfer)
+# and shows nothing unless the application configures logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Session", "Module", "Function", "PackedFunction", "Tensor", "Library", "DeviceConfig", "build", "build_tvm",

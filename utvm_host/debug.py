@@ -175,6 +175,10 @@ class Frame:
     locals: Dict[str, str] = field(default_factory=dict)
     args: Dict[str, str] = field(default_factory=dict)
     finished: bool = False
+    #: For a stop at the device's trap handler (:meth:`Debugger.break_on_fault`): ``cause``,
+    #: ``address`` (the faulting data address when the core reports one) and ``pc``; the frame's
+    #: function, file, line, locals and args are those of the faulting code.
+    fault: Optional[Dict[str, Any]] = None
 
     def __str__(self) -> str:
         where = f"{self.function or '??'}"
@@ -196,6 +200,9 @@ class Debugger:
         host, port = session._debug_endpoint()
         self.mi = MiClient([path, "--nx", "--quiet", "--interpreter=mi3"])
         self._done_addr = session._sym["UTVMDone"] & ~1
+        self._riscv = session.cfg.abi["elf_machine"] == "EM_RISCV"
+        self._fault_bp: Optional[int] = None
+        self._restore: Dict[str, int] = {}   # the handler's registers while a fault is shown
         self._seen = 0                       # stops the user has been shown
         self._symbol_files: Dict[str, str] = {}
         self._breakpoints: Dict[int, str] = {}
@@ -246,6 +253,18 @@ class Debugger:
         self._breakpoints[number] = location
         return number
 
+    def break_on_fault(self) -> int:
+        """Stop when a kernel faults, before the runtime records the fault and ends the call: the
+        frame :meth:`wait_stop` returns is the faulting code's (locals included) with ``.fault``
+        set. ``cont()`` then lets the call end in a DeviceFault as usual."""
+        # RISC-V: the trap vector's first instruction (every register but pc is the faulting
+        # code's). Cortex-M: UTVMFaultRecord(frame, exc), which the handler branches to with the
+        # exception frame's address (r4-r11 untouched).
+        symbol = "UTVMTrapEntry" if self._riscv else "UTVMFaultRecord"
+        number = self.break_at(f"*0x{self.session._sym[symbol] & ~1:x}")
+        self._fault_bp = number
+        return number
+
     def delete(self, number: Optional[int] = None) -> None:
         """Delete one breakpoint (or all of the user's)."""
         for n in ([number] if number is not None else list(self._breakpoints)):
@@ -260,7 +279,18 @@ class Debugger:
         self._seen = len(self.mi.stops)
         return self._frame(record)
 
+    def _set_regs(self, values: Dict[str, int]) -> None:
+        for name, value in values.items():
+            self.mi.command(f'-data-evaluate-expression "${name} = 0x{value:x}"')
+
+    def _put_back_pc(self) -> None:
+        """Give the fault handler its registers back before the core runs on."""
+        if self._restore:
+            restore, self._restore = self._restore, {}
+            self._set_regs(restore)
+
     def _resume(self, command: str, timeout: Optional[float], wait: bool) -> Optional[Frame]:
+        self._put_back_pc()
         self._seen = len(self.mi.stops)
         self.mi.command(command)
         return self.wait_stop(timeout) if wait else None
@@ -299,13 +329,63 @@ class Debugger:
         frame = Frame(function=fr.get("func"), file=fr.get("file"), line=int(fr["line"]) if fr.get("line") else None,
                       pc=pc, reason=record.get("reason", "unknown"), breakpoint=int(bkpt) if bkpt else None,
                       finished=finished)
+        if self._fault_bp is not None and frame.breakpoint == self._fault_bp:
+            return self._fault_frame(frame)
         if not finished and record.get("reason") not in ("exited", "exited-normally"):
-            try:
-                values = self.mi.command("-stack-list-variables --all-values").get("variables", [])
-                for v in values:
-                    (frame.args if v.get("arg") else frame.locals)[v["name"]] = v.get("value", "")
-            except DebuggerError:
-                pass   # no debug info here
+            self._variables(frame)
+        return frame
+
+    def _variables(self, frame: Frame, level: Optional[int] = None) -> None:
+        where = "" if level is None else f" --thread 1 --frame {level}"
+        try:
+            values = self.mi.command(f"-stack-list-variables{where} --all-values").get("variables", [])
+        except DebuggerError:
+            return   # no debug info here
+        for v in values:
+            (frame.args if v.get("arg") else frame.locals)[v["name"]] = v.get("value", "")
+
+    def _fault_frame(self, stop: Frame) -> Frame:
+        """The faulting code's frame, seen from the trap handler's first instruction."""
+        from . import abi
+        if self._riscv:
+            # Every register but pc still holds the faulting code's state: show it at mepc.
+            xlen = 8 * self.session.cfg.pointer_size
+            mask = (1 << xlen) - 1   # gdb shows CSRs as signed longs
+            mcause, mepc, mtval = (int(self.evaluate(f"${r}"), 0) & mask for r in ("mcause", "mepc", "mtval"))
+            code = mcause & ((1 << (xlen - 1)) - 1)
+            fault = {"cause": abi.riscv_cause(mcause, xlen), "pc": mepc,
+                     "address": mtval if code in abi.RISCV_ADDRESS_CAUSES else None}
+            # Until the core resumes, pc shows the faulting instruction, so evaluate() and
+            # command() see the faulting frame; _resume() puts the trap handler's pc back.
+            self._restore = {"pc": stop.pc}
+            self._set_regs({"pc": mepc})
+            here = self.mi.command("-stack-info-frame")["frame"]
+            frame = Frame(function=here.get("func"), file=here.get("file"),
+                          line=int(here["line"]) if here.get("line") else None, pc=mepc, reason="fault",
+                          breakpoint=stop.breakpoint, fault=fault)
+            self._variables(frame)
+            return frame
+        # Cortex-M: show the faulting code by loading the exception frame's registers (put back
+        # by _put_back_pc before the core runs on).
+        cfsr, hfsr, mmfar, bfar = (int.from_bytes(self.read_memory(a, 4), "little")
+                                   for a in (0xE000ED28, 0xE000ED2C, 0xE000ED34, 0xE000ED38))
+        address = bfar if cfsr & abi.CFSR_BFARVALID else mmfar if cfsr & abi.CFSR_MMARVALID else None
+        names = ("r0", "r1", "r2", "r3", "r12", "lr", "pc", "sp")
+        now = {n: int(self.evaluate(f"(unsigned int)${n}"), 0) for n in names}
+        exc_return, base = now["lr"], now["r0"]
+        words = [int.from_bytes(self.read_memory(base + 4 * i, 4), "little") for i in range(8)]
+        size = 0x20 if exc_return & 0x10 else 0x68   # basic frame, or with the FP context
+        stacked = dict(zip(("r0", "r1", "r2", "r3", "r12", "lr", "pc"), words[:7]))
+        stacked["sp"] = base + size + (4 if words[7] & (1 << 9) else 0)   # xPSR bit 9: realigned
+        pc = stacked["pc"] & ~1
+        self._restore = now
+        self._set_regs(stacked)
+        here = self.mi.command("-stack-info-frame")["frame"]
+        frame = Frame(function=here.get("func"), file=here.get("file"),
+                      line=int(here["line"]) if here.get("line") else None, pc=pc, reason="fault",
+                      breakpoint=stop.breakpoint,
+                      fault={"cause": abi.cortex_m_cause(cfsr, hfsr), "pc": pc, "address": address})
+        self._variables(frame)
         return frame
 
     def evaluate(self, expression: str) -> str:
@@ -327,6 +407,7 @@ class Debugger:
         if not self.attached:
             return
         try:
+            self._put_back_pc()
             self.delete()
             if self.transport.pending:
                 if not self.mi.running:

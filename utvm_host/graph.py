@@ -369,7 +369,7 @@ class GraphExecutor:
             raw = graph.params[name].tobytes()
             blob[offset:offset + len(raw)] = raw
         if blob:
-            sess.transport.write(self._params.addr, bytes(blob))   # one transfer for every param
+            sess.write_bulk(self._params.addr, bytes(blob), f"params of {graph.name}")   # one transfer for all
         self.tensors: Dict[str, Tensor] = {t: sess.empty(specs[t].shape, specs[t].dtype) for t in io}
         for name, offset in self.plan.param_offsets.items():
             self.tensors[name] = self._params.view(offset, specs[name].shape, specs[name].dtype)

@@ -8,6 +8,7 @@ back: the return slot, the task's status and error flag, and every array passed 
 """
 from __future__ import annotations
 
+import html
 import logging
 import math
 import numbers
@@ -329,9 +330,46 @@ class Session:
         if "utvm_stack_limit" in self._sym:   # Cortex-M: PSPLIM or an MPU guard at the stack's bottom
             self.transport.write(self._sym["utvm_stack_limit"], struct.pack(self._order + "I", self._stack_block.start))
 
+    #: Transfers at least this big (bytes) show a progress bar (tqdm; only on a terminal or in a
+    #: notebook), per link: a second or more at its measured speed.
+    PROGRESS_BYTES = {"openocd": 48 * 1024, "gdb": 16 * 1024 * 1024}
+
+    def _progress(self, nbytes: int, what: str):
+        """A tqdm bar for a transfer of ``nbytes``, or None when it is quick."""
+        if nbytes < self.PROGRESS_BYTES.get(self.cfg.transport_kind, 1 << 62):
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=nbytes, unit="B", unit_scale=True, desc=what, leave=False, disable=None)
+
+    def write_bulk(self, addr: int, data: Any, what: str = "write") -> None:
+        """Write ``data`` to device memory, in pieces with a progress bar when it takes a while."""
+        view = memoryview(data).cast("B")
+        bar = self._progress(view.nbytes, what)
+        if bar is None:
+            self.transport.write(addr, view)
+            return
+        step = max(16 * 1024, (view.nbytes // 40) & ~0xFFF)
+        with bar:
+            for off in range(0, view.nbytes, step):
+                self.transport.write(addr + off, view[off:off + step])
+                bar.update(min(step, view.nbytes - off))
+
+    def read_bulk(self, addr: int, out: Any, what: str = "read") -> None:
+        """Fill ``out`` from device memory, with a progress bar when it takes a while."""
+        view = memoryview(out).cast("B")
+        bar = self._progress(view.nbytes, what)
+        if bar is None:
+            self.transport.readinto(addr, view)
+            return
+        step = max(16 * 1024, (view.nbytes // 40) & ~0xFFF)
+        with bar:
+            for off in range(0, view.nbytes, step):
+                self.transport.readinto(addr + off, view[off:off + step])
+                bar.update(min(step, view.nbytes - off))
+
     def _write_image(self, image: LinkedImage) -> None:
         for addr, data in image.segments:
-            self.transport.write(addr, data)
+            self.write_bulk(addr, data, f"load {image.owner}")
         for addr, size in image.zero_fill:
             self.transport.fill(addr, size, 0)
 
@@ -566,7 +604,7 @@ class Session:
         arr = np.ascontiguousarray(np.asarray(array, dtype=dtype))
         t = self.empty(arr.shape, arr.dtype)
         if arr.nbytes:
-            self.transport.write(t.addr, arr)
+            self.write_bulk(t.addr, arr, f"tensor {arr.dtype.name}{list(arr.shape)}")
         return t
 
     def region_for(self, kind: str):
@@ -609,6 +647,22 @@ class Session:
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"
         return f"<Session {self.cfg.name} {state}, {_plural(len(self.modules), 'module')}>"
+
+    def _repr_html_(self) -> str:
+        """A notebook summary: the device, how it is reached, the libraries and the memory."""
+        state = "open" if self._opened else "closed"
+        rows = [("device", f"{self.cfg.name} ({self.cfg['arch']}, {self.cfg.abi['name']})"),
+                ("transport", self.cfg.transport_kind + (f", gdb port {self.gdb_port}" if self.gdb_port else "")),
+                ("state", state + (f": {self._broken}" if self._broken else "")),
+                ("counter", f"{self.cfg['counter']['name']}"),
+                ("libraries", ", ".join(f"{m.name} ({m.image.size:,} B: {', '.join(m.kernels())})"
+                                        for m in self.modules) or "none")]
+        if self._debugger is not None:
+            rows.append(("debugger", "attached"))
+        table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                        f"{html.escape(v)}</td></tr>" for k, v in rows)
+        memory = self.layout.memory_map()._repr_html_() if self.layout is not None else ""
+        return f"<div><b>utvm-host session</b><table>{table}</table>{memory}</div>"
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -939,7 +993,7 @@ class Tensor:
         self._check()
         out = np.empty(self.shape, self.dtype)
         if self.nbytes:
-            self.session.transport.readinto(self.addr, out)
+            self.session.read_bulk(self.addr, out, f"read {self.dtype.name}{list(self.shape)}")
         return out
 
     def fill_bytes(self, value: int) -> "Tensor":
@@ -959,7 +1013,7 @@ class Tensor:
         if arr.shape != self.shape or arr.dtype != self.dtype:
             raise TypeError(f"copyfrom() needs a {self.dtype.name} array of shape {self.shape}, got "
                             f"{arr.dtype.name} {arr.shape}")
-        self.session.transport.write(self.addr, arr)
+        self.session.write_bulk(self.addr, arr, f"write {self.dtype.name}{list(self.shape)}")
         return self
 
     def free(self) -> None:
@@ -1049,6 +1103,16 @@ class Module:
         if self._loaded:
             self.session._unload(self)
             self._loaded = False
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for name in self.kernels():
+            fn = self[name] if self._loaded else None
+            rows.append(f"<tr><td><code>{html.escape(repr(fn) if fn is not None else name)}</code></td></tr>")
+        blocks = ", ".join(f"{b.what} {b.size:,} B at 0x{b.start:x}" for b in self.image.blocks)
+        state = "" if self._loaded else " (unloaded)"
+        return (f"<div><b>module {html.escape(self.name)}</b>{state}: {html.escape(blocks)}"
+                f"<table>{''.join(rows)}</table></div>")
 
     def __repr__(self) -> str:
         size = sum(b.size for b in self.image.blocks)

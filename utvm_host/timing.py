@@ -9,6 +9,7 @@ of the loop itself, measured with an empty kernel, is subtracted and reported.
 from __future__ import annotations
 
 import math
+import html
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -55,6 +56,18 @@ class TimingResult:
     def std(self) -> float:
         series = self._series()
         return statistics.pstdev(series) if len(series) > 1 else 0.0
+
+    def _repr_html_(self) -> str:
+        secs = self.results or [None] * len(self.values)
+        rows = "".join(f"<tr><td>{i + 1}</td><td style='text-align:right'>{v:,.1f}</td>"
+                       f"<td style='text-align:right'>{'' if t is None else f'{t * 1e6:,.3f}'}</td></tr>"
+                       for i, (v, t) in enumerate(zip(self.values, secs)))
+        summary = (f"mean {self.mean * 1e6:,.3f} us, median {self.median * 1e6:,.3f} us, std {self.std * 1e6:,.3f} us"
+                   if self.results is not None else "no seconds: set cfg['clock_hz']")
+        return (f"<div><b>time_evaluator</b>: {self.number} call(s) per repeat, {self.repeat} repeat(s), loop "
+                f"overhead {self.overhead:,.1f} {html.escape(self.counter)} subtracted; {summary}</div>"
+                f"<table><tr><th>repeat</th><th>{html.escape(self.counter)} per call</th><th>us per call</th></tr>"
+                f"{rows}</table>")
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{v:,.1f}" for v in self.values)

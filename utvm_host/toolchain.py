@@ -42,6 +42,8 @@ DEVICE_STUBS = PACKAGE_ROOT / "device_stubs"
 LINKER_DIR = PACKAGE_ROOT / "linker"
 RUNTIME_INCLUDE = DEVICE_STUBS / "include"
 _DEFAULT_OPT = "-O2"
+#: Builds of at least this many sources show a progress bar.
+PROGRESS_SOURCES = 4
 
 
 def cache_root() -> Path:
@@ -361,6 +363,11 @@ def build(sources: Union[PathLike, Sequence[PathLike]], cfg: DeviceConfig, *, cf
         with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             futures = [pool.submit(tc.compile, src, obj, cflags=cflags, include_dirs=incs, defines=defines,
                                    depfile=dep) for src, obj, dep in zip(paths, objects, depfiles)]
+            if len(futures) >= PROGRESS_SOURCES:   # a bar on a terminal or in a notebook
+                from tqdm.auto import tqdm
+                for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures), leave=False,
+                              desc=f"compile {lib_name}", unit="file", disable=None):
+                    pass
             warnings = "\n".join(w for w in (f.result() for f in futures) if w)
         if warnings:
             log.warning("compiler warnings for %s:\n%s", lib_name, warnings)

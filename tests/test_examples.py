@@ -1,0 +1,37 @@
+"""The examples a user runs first, run as a user runs them (their output is quoted in the README)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import require_spike, require_tool
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def run(*argv, timeout=300):
+    return subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_debug_fault_example_prints_what_the_readme_shows():
+    require_spike()
+    require_tool("gdb-multiarch")
+    out = run(EXAMPLES / "debug_fault.py")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "stopped in scatter at scatter.c:8: store/AMO access fault (mcause 7)"
+    assert lines[1] == "  locals: {'slot': '0xc01fd390', 'i': '3'}"
+    assert lines[2] == "  slot = 0xc01fd390, dst = 0x801fd390, idx[i] = 268435456"
+    assert lines[3] == "  the faulting address: 0xc01fd390"
+    assert lines[4].startswith("the call ends in DeviceFault: kernel 'scatter' crashed: store/AMO access fault "
+                               "(mcause 7) at scatter+0x")
+    assert lines[5:] == ["dst after the fault: [1. 2. 3. 0. 0. 0. 0. 0.]",
+                         "dst after a good call: [1. 2. 3. 4. 0. 0. 0. 0.]"]
+
+
+def test_cifar10_example_on_the_host():
+    out = run(EXAMPLES / "cifar10" / "run.py", "host")
+    assert out.returncode == 0, out.stderr
+    assert "numpy reference logits: [ 18  52  36  17 -99 -12 -36 -49  31 -82]" in out.stdout
+    assert "host: host-driven logits match numpy bit for bit" in out.stdout
