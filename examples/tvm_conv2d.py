@@ -12,13 +12,6 @@ from tvm import te, topi
 
 from utvm_host import KernelError, Session, build_tvm, devices
 
-DEVICES = {
-    "host": devices.host,
-    "spike-rv32": lambda: devices.spike(isa="rv32imac"),
-    "spike-rv64": lambda: devices.spike(isa="rv64imac"),
-    "qemu-cortex-m3": lambda: devices.qemu("cortex-m3"),
-    "qemu-cortex-m33": lambda: devices.qemu("cortex-m33"),
-}
 
 
 def conv2d_relu(n=1, c=4, hw=12, f=8):
@@ -35,7 +28,7 @@ def reference(x, w):
 
 
 def main(device: str) -> None:
-    cfg = DEVICES[device]()
+    cfg = devices.by_name(device)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 4, 12, 12)).astype(np.float32)
     w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)

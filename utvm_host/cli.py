@@ -166,37 +166,23 @@ def _parse_value(text: str):
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
     from . import Session, build, devices
-    from .errors import BuildError, DeviceError, ToolNotFoundError, TransportError
+    cfg = devices.by_name(args.device)
     try:
-        cfg = devices.by_name(args.device)
         values = [_parse_value(a) for a in args.args]
     except (ValueError, OSError) as exc:
         print(f"utvm-host run: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        lib = build(args.sources, cfg, cflags=args.cflags)
-        with Session(cfg, timeout=args.timeout) as sess:
-            mod = sess.load(lib)
-            if args.kernel not in mod:
-                print(f"utvm-host run: no kernel {args.kernel!r} in {', '.join(args.sources)}; it has: "
-                      f"{', '.join(mod.kernels())}", file=sys.stderr)
-                return EXIT_USAGE
-            fn = mod[args.kernel]
-            t0 = time.perf_counter()
-            ret = fn(*values)
-            took = time.perf_counter() - t0
-    except ToolNotFoundError as exc:
-        print(f"utvm-host run: {exc}", file=sys.stderr)
-        return EXIT_TOOL
-    except BuildError as exc:
-        print(f"utvm-host run: {exc}", file=sys.stderr)
-        return EXIT_BUILD
-    except TypeError as exc:
-        print(f"utvm-host run: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (DeviceError, TransportError) as exc:
-        print(f"utvm-host run: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    lib = build(args.sources, cfg, cflags=args.cflags)
+    with Session(cfg, timeout=args.timeout) as sess:
+        mod = sess.load(lib)
+        if args.kernel not in mod:
+            print(f"utvm-host run: no kernel {args.kernel!r} in {', '.join(args.sources)}; it has: "
+                  f"{', '.join(mod.kernels())}", file=sys.stderr)
+            return EXIT_USAGE
+        fn = mod[args.kernel]
+        t0 = time.perf_counter()
+        ret = fn(*values)
+        took = time.perf_counter() - t0
     params = getattr(fn, "signature", None)
     written = []
     for i, (text, value) in enumerate(zip(args.args, values)):
@@ -215,43 +201,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import numpy as np
-    from . import Session, devices
-    from .errors import ToolNotFoundError, UtvmError
-    try:
-        cfg = devices.by_name(args.device)
-        t0 = time.perf_counter()
-        with Session(cfg) as sess:
-            opened = time.perf_counter() - t0
-            size = args.size or (64 * 1024 if sess.cfg.transport_kind == "openocd" else 4 * 1024 * 1024)
-            data = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
-            t = sess.empty(size, "uint8")
-            out = np.empty_like(data)
-            writes, reads = [], []
-            for _ in range(args.repeat):
-                t0 = time.perf_counter()
-                t.copyfrom(data)
-                writes.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                sess.transport.readinto(t.addr, out)
-                reads.append(time.perf_counter() - t0)
-            if not (out == data).all():
-                print("utvm-host bench: the data read back differs from what was written", file=sys.stderr)
-                return EXIT_FAILED
-            src = Path(sess.workdir) / "empty.c"
-            src.write_text("void empty(void) {}\n")
-            from . import build
-            fn = sess.load(build([src], cfg))["empty"]
-            calls = []
-            for _ in range(args.calls):
-                t0 = time.perf_counter()
-                fn()
-                calls.append(time.perf_counter() - t0)
-    except ToolNotFoundError as exc:
-        print(f"utvm-host bench: {exc}", file=sys.stderr)
-        return EXIT_TOOL
-    except UtvmError as exc:
-        print(f"utvm-host bench: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    from . import Session, build, devices
+    cfg = devices.by_name(args.device)
+    t0 = time.perf_counter()
+    with Session(cfg) as sess:
+        opened = time.perf_counter() - t0
+        size = args.size or (64 * 1024 if sess.cfg.transport_kind == "openocd" else 4 * 1024 * 1024)
+        data = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
+        t = sess.empty(size, "uint8")
+        out = np.empty_like(data)
+        writes, reads = [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            t.copyfrom(data)
+            writes.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            sess.transport.readinto(t.addr, out)
+            reads.append(time.perf_counter() - t0)
+        if not (out == data).all():
+            print("utvm-host bench: the data read back differs from what was written", file=sys.stderr)
+            return EXIT_FAILED
+        src = Path(sess.workdir) / "empty.c"
+        src.write_text("void empty(void) {}\n")
+        fn = sess.load(build([src], cfg))["empty"]
+        calls = []
+        for _ in range(args.calls):
+            t0 = time.perf_counter()
+            fn()
+            calls.append(time.perf_counter() - t0)
     calls.sort()
     w, r = min(writes), min(reads)
     print(f"{cfg.name}: session open {opened:.2f} s")
@@ -301,13 +278,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error a command let through."""
+    from .errors import BuildError, ConfigError, ToolNotFoundError
+    if isinstance(exc, ToolNotFoundError):
+        return EXIT_TOOL
+    if isinstance(exc, BuildError):
+        return EXIT_BUILD
+    if isinstance(exc, (TypeError, ConfigError)):   # arguments a kernel or device refuses
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .errors import UtvmError
     args = parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (UtvmError, TypeError) as exc:
+        print(f"utvm-host {args.command}: {exc}", file=sys.stderr)
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -343,28 +343,21 @@ class Session:
 
     def write_bulk(self, addr: int, data: Any, what: str = "write") -> None:
         """Write ``data`` to device memory, in pieces with a progress bar when it takes a while."""
-        view = memoryview(data).cast("B")
-        bar = self._progress(view.nbytes, what)
-        if bar is None:
-            self.transport.write(addr, view)
-            return
-        step = max(16 * 1024, (view.nbytes // 40) & ~0xFFF)
-        with bar:
-            for off in range(0, view.nbytes, step):
-                self.transport.write(addr + off, view[off:off + step])
-                bar.update(min(step, view.nbytes - off))
+        self._bulk(addr, memoryview(data).cast("B"), what, self.transport.write)
 
     def read_bulk(self, addr: int, out: Any, what: str = "read") -> None:
         """Fill ``out`` from device memory, with a progress bar when it takes a while."""
-        view = memoryview(out).cast("B")
+        self._bulk(addr, memoryview(out).cast("B"), what, self.transport.readinto)
+
+    def _bulk(self, addr: int, view: memoryview, what: str, move) -> None:
         bar = self._progress(view.nbytes, what)
         if bar is None:
-            self.transport.readinto(addr, view)
+            move(addr, view)
             return
         step = max(16 * 1024, (view.nbytes // 40) & ~0xFFF)
         with bar:
             for off in range(0, view.nbytes, step):
-                self.transport.readinto(addr + off, view[off:off + step])
+                move(addr + off, view[off:off + step])
                 bar.update(min(step, view.nbytes - off))
 
     def _write_image(self, image: LinkedImage) -> None:

@@ -18,13 +18,6 @@ from utvm_host import Session, devices  # noqa: E402
 from utvm_host.export import export_firmware  # noqa: E402
 from utvm_host.graph import Graph, GraphExecutor  # noqa: E402
 
-DEVICES = {
-    "host": devices.host,
-    "spike-rv32": lambda: devices.spike(isa="rv32imac"),
-    "spike-rv64": lambda: devices.spike(isa="rv64imac"),
-    "qemu-cortex-m3": lambda: devices.qemu("cortex-m3"),
-    "qemu-cortex-m33": lambda: devices.qemu("cortex-m33"),
-}
 
 
 def main(names) -> None:
@@ -36,7 +29,7 @@ def main(names) -> None:
         want = model.reference(g, {"data": img})["logits"]
         print("numpy reference logits:", want)
         for name in names:
-            cfg = DEVICES[name]()
+            cfg = devices.by_name(name)
             with Session(cfg) as sess:
                 ex = GraphExecutor(g, sess)
                 ex.set_input("data", img)
