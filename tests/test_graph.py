@@ -83,7 +83,7 @@ def test_inconsistent_graphs_are_refused_with_the_reason(tmp_path):
     with pytest.raises(ConfigError, match=r"^graph 'bad': tensor 'y' is produced twice \(again by node 'n2'\)$"):
         b.graph()
     b = GraphBuilder("bad", sources=[])
-    w = b.param("w", np.zeros(3, np.int8))
+    b.param("w", np.zeros(3, np.int8))
     b.params["w"] = np.zeros(4, np.int8)
     with pytest.raises(ConfigError, match=r"^graph 'bad': param 'w' is int8\[4\] in the params file but declared "
                                           r"int8\[3\]$"):

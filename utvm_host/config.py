@@ -37,7 +37,11 @@ TOP_LEVEL_KEYS = {
     "timeout": "seconds a call may run before DeviceTimeout",
     "clock_hz": "the device clock in Hz (None when unknown)",
     "counter": "what the device's timing counter counts: {name, per_second} (per_second None: unknown)",
+    "console": "where printf goes: {kind: ns16550 | cmsdk-uart (with base: the UART's address) | htif | fd | none}",
 }
+#: Console kinds and the runtime's build define for each (see device_stubs/runtime/utvm_console.c).
+CONSOLE_KINDS = {"ns16550": "UTVM_CONSOLE_NS16550", "cmsdk-uart": "UTVM_CONSOLE_CMSDK", "htif": "UTVM_CONSOLE_HTIF",
+                 "fd": "UTVM_CONSOLE_FD", "none": None}
 ABI_KEYS = ("name", "pointer_size", "endian", "elf_machine", "elf_class", "stack_align", "thumb")
 TOOLCHAIN_KEYS = ("prefix", "cc", "cflags", "runtime_cflags", "ldflags", "libs", "package")
 MEMORY_KEYS = ("name", "start", "size", "attrs", "reserve")
@@ -135,6 +139,16 @@ class DeviceConfig(dict):
     def name(self) -> str:
         return self["name"]
 
+    def console_defines(self) -> Dict[str, Any]:
+        """The runtime's build defines for cfg["console"]."""
+        console = self.get("console", {"kind": "none"})
+        name = CONSOLE_KINDS[console["kind"]]
+        if name is None:
+            return {}
+        if console["kind"] == "fd":
+            return {name: console.get("fd", 63)}
+        return {name: f"0x{console['base']:x}" if "base" in console else None}
+
     @property
     def abi(self) -> Dict[str, Any]:
         return self["abi"]
@@ -158,6 +172,11 @@ class DeviceConfig(dict):
             if key not in self:
                 raise ConfigError(f"the device config lacks {key!r} ({TOP_LEVEL_KEYS[key]}); "
                                   "make configs with utvm_host.devices")
+        console = self.get("console", {"kind": "none"})
+        if not isinstance(console, dict) or console.get("kind") not in CONSOLE_KINDS:
+            raise ConfigError(f"cfg['console'] must be {{'kind': one of {', '.join(CONSOLE_KINDS)}}}, got {console!r}")
+        if console["kind"] in ("ns16550", "cmsdk-uart") and not isinstance(console.get("base"), int):
+            raise ConfigError(f"cfg['console'] of kind {console['kind']!r} needs 'base', the UART's address")
         _check_keys("cfg['abi']", self["abi"].keys(), ABI_KEYS)
         _check_keys("cfg['toolchain']", self["toolchain"].keys(), TOOLCHAIN_KEYS)
         if self["abi"].get("endian") not in ("little", "big"):

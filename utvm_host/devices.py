@@ -75,6 +75,7 @@ def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: flo
         "memory": _memory([(base_addr, memory_size)]),
         "mem_layout": layout,
         "transport": {"kind": "host"},
+        "console": {"kind": "fd", "fd": 63},   # the host CPU process's console file
         "counter": {"name": "nanoseconds", "per_second": 1_000_000_000},
         "layout": "auto",
         "timeout": timeout,
@@ -123,6 +124,9 @@ def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[st
         "memory": memory,
         "mem_layout": _layout(order),
         "transport": transport,
+        # printf: Spike's HTIF, QEMU virt's 16550 UART; boards: set cfg["console"] to their UART
+        "console": {"kind": "htif"} if transport.get("launch") == "spike" else
+        {"kind": "ns16550", "base": 0x10000000} if transport.get("launch") == "qemu" else {"kind": "none"},
         # Spike models no pipeline: mcycle == minstret, so it counts instructions (FACTS.md);
         # QEMU's mcycle follows the host's clock. Seconds need cfg["clock_hz"].
         "counter": {"name": "instructions", "per_second": None} if transport.get("launch") == "spike"
@@ -157,6 +161,11 @@ _ARM_CORES = {
     "cortex-m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], [], None),
     "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], [], None),
 }
+
+
+#: UART0 of the QEMU MPS2 machines (an385: CMSDK APB UART; an505: the secure alias, the core
+#: starts in secure state).
+_ARM_UART0 = {"cortex-m3": 0x40004000, "cortex-m33": 0x50200000}
 
 
 def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dict[str, Any],
@@ -207,6 +216,9 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
         "memory": memory,
         "mem_layout": mem_layout,
         "transport": transport,
+        # printf: the MPS2 boards' UART0 under QEMU; boards: set cfg["console"] to their UART
+        "console": {"kind": "cmsdk-uart", "base": _ARM_UART0[core]} if transport.get("launch") == "qemu" and core in
+        _ARM_UART0 else {"kind": "none"},
         # DWT CYCCNT where the core has one, else SysTick at the core clock (QEMU: 25 MHz, driven
         # by the host's clock unless QEMU runs with -icount)
         "counter": {"name": "cycles", "per_second": None},

@@ -122,6 +122,8 @@ class HostCpu(_Process):
         self.size = size
         self.log_dir = Path(log_dir or tempfile.gettempdir())
         self.log_path = self.log_dir / "host_cpu.log"
+        #: Where the device console (printf in kernels) goes.
+        self.console_path = self.log_dir / "console.log"
         self.proc: Optional[subprocess.Popen] = None
         self._finalizer: Optional[weakref.finalize] = None
 
@@ -131,7 +133,8 @@ class HostCpu(_Process):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen([exe, str(self.memory_fd), f"{self.base:x}", f"{self.size:x}"],
+            self.proc = subprocess.Popen([exe, str(self.memory_fd), f"{self.base:x}", f"{self.size:x}",
+                                          str(self.console_path)],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
                                          pass_fds=(self.memory_fd,), bufsize=0, start_new_session=True)
         finally:
@@ -375,13 +378,14 @@ def spike_openocd_commands(rbb_port: int) -> list:
 def start_qemu(program: str, machine: str, elf: Path, log_dir: Path, extra: Sequence[str] = (),
                timeout: float = 10.0, attempts: int = 3) -> tuple:
     """Start a QEMU system emulator halted (``-S``) with its gdbstub on a free 127.0.0.1 port,
-    no monitor and no serial port, running ``elf``. Returns (process, gdb_port) once the port
+    no monitor, its first UART writing to ``log_dir/console.log``, running ``elf``. Returns (process, gdb_port) once the port
     accepts connections."""
     qemu = require_program(program, "qemu-system-arm" if program.endswith("-arm") else "qemu-system-misc")
     last: Optional[Exception] = None
     for attempt in range(attempts):
         port = free_port()
-        argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none", "-serial", "none",
+        argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none",
+                "-serial", f"file:{log_dir / 'console.log'}",   # the device console (UART0)
                 "-kernel", str(elf), "-S", "-gdb", f"tcp:127.0.0.1:{port}"] + list(extra)
         proc = ManagedProcess("qemu", argv, log_dir / f"qemu{'' if attempt == 0 else attempt}.log")
         deadline = time.monotonic() + timeout

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import abi, launch, registry
 from .config import DeviceConfig
+from .console import Console
 from .elf import CType, ElfFile, Signature
 from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, DeviceTimeout, KernelError,
                      LayoutError, LinkError, TransportError, UtvmError, kernel_error_class)
@@ -86,7 +87,8 @@ class Session:
     level on the ``utvm_host.transport.tracing`` logger.
     """
 
-    def __init__(self, cfg: DeviceConfig, *, timeout: Optional[float] = None, trace: Optional[bool] = None):
+    def __init__(self, cfg: DeviceConfig, *, timeout: Optional[float] = None, trace: Optional[bool] = None,
+                 echo_console: Optional[bool] = None):
         if not isinstance(cfg, DeviceConfig):
             if isinstance(cfg, dict):
                 cfg = DeviceConfig(cfg)
@@ -96,6 +98,9 @@ class Session:
         self.timeout = float(timeout if timeout is not None else self.cfg.get("timeout", 10.0))
         self.trace = bool(trace) if trace is not None else os.environ.get("UTVM_HOST_TRACE", "") not in ("", "0")
         self.transport: Optional[Transport] = None
+        #: What kernels print (printf): ``sess.console.read()``; echoed in notebooks unless
+        #: ``echo_console=False``.
+        self.console = Console(echo=echo_console)
         self.layout: Optional[MemoryLayout] = None
         self.runtime: Optional[LinkedImage] = None
         self.modules: List[Module] = []
@@ -148,6 +153,7 @@ class Session:
             self.transport, self._preloaded = self._start_device()
             if self.trace:
                 self.transport = TracingTransport(self.transport)
+            self.console.attach(self._console_file())
             self._write_runtime(image=not self._preloaded)
         except BaseException:
             self.close(keep_logs=True)   # the error message may point at the processes' logs
@@ -184,6 +190,17 @@ class Session:
             self._registry_path = registry.publish(record)
         except OSError as exc:   # announcing is a convenience: never fail a session for it
             log.debug("cannot publish the session record: %s", exc)
+
+    def _console_file(self) -> Optional[Path]:
+        """The file the device's console channel writes to, when this session started it."""
+        if self.cfg.get("console", {}).get("kind", "none") == "none":
+            return None
+        t = self.cfg["transport"]
+        if t["kind"] == "host" or t.get("launch") == "qemu":
+            return self.workdir / "console.log"
+        if t.get("launch") == "spike":
+            return self.workdir / "spike.log"   # Spike's standard output: its HTIF console
+        return None
 
     def _start_device(self) -> Tuple[Transport, bool]:
         """Start (or attach to) the device; returns its transport and whether the runtime image
@@ -233,6 +250,7 @@ class Session:
     def close(self, keep_logs: bool = False) -> None:
         """Stop the device's processes and forget its state. Safe to call twice. The session's
         folder (links, logs) is removed unless ``keep_logs``."""
+        self.console.close()
         if self._registry_path is not None:
             registry.withdraw(self._registry_path)
             self._registry_path = None
@@ -410,6 +428,7 @@ class Session:
         self.transport, self._preloaded = self._start_device()
         if self.trace:
             self.transport = TracingTransport(self.transport)
+        self.console.attach(self._console_file())
 
     def reset(self) -> None:
         """Restart the device and reload the runtime and every loaded library. Tensors are kept
@@ -758,10 +777,11 @@ class Session:
         self._require_open()
         counts: List[int] = []
         whole = 0
-        for first in range(0, len(calls), self._max_tasks):
-            chunk = calls[first:first + self._max_tasks]
-            counts += self._run_chunk(chunk, self.timeout if timeout is None else timeout, profile)
-            whole += self.last_batch_count or 0
+        with self._call_lock, self.console.capture():
+            for first in range(0, len(calls), self._max_tasks):
+                chunk = calls[first:first + self._max_tasks]
+                counts += self._run_chunk(chunk, self.timeout if timeout is None else timeout, profile)
+                whole += self.last_batch_count or 0
         if not profile:
             return None
         self.last_batch_count = whole
@@ -1180,8 +1200,17 @@ class Function:
 
     def __call__(self, *args: Any, timeout: Optional[float] = None) -> Any:
         """Call the kernel. (Details: :meth:`_call`.)"""
-        with self.module.session._call_lock:
-            return self._call(args, timeout)[0]
+        session = self.module.session
+        console = session.console
+        start = console._total
+        with session._call_lock:
+            try:
+                value = self._call(args, timeout)[0]
+            except UtvmError as exc:   # what the device printed during the call goes with the error
+                console.attach_to(exc, start)
+                raise
+        console.poll()
+        return value
 
     def start(self, *args: Any, timeout: Optional[float] = None) -> "CallHandle":
         """Start the call in the background and return at once; ``.result()`` waits for it.
@@ -1516,7 +1545,7 @@ class CallHandle:
         def work() -> None:
             call_context.started = True
             try:
-                with session._call_lock:
+                with session._call_lock, session.console.capture():
                     self._value = function._call(args, timeout)[0]
             except BaseException as exc:   # handed to result()
                 self._error = exc

@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -121,9 +122,16 @@ int main(int argc, char **argv) {
 
   prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the Python process */
   memset(&r, 0, sizeof r);
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s FD BASE SIZE\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s FD BASE SIZE [CONSOLE_FILE]\n", argv[0]);
     return 2;
+  }
+  if (argc == 5) { /* the device console (printf in kernels) writes to fd UTVM_CONSOLE_FD = 63 */
+    int c = open(argv[4], O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (c >= 0 && c != 63) {
+      dup2(c, 63);
+      close(c);
+    }
   }
   fd = atoi(argv[1]);
   base = (void *)(uintptr_t)strtoull(argv[2], NULL, 16);

@@ -26,6 +26,14 @@ void *memmove(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 
+/* The device console (cfg["console"]): a bounded line buffer sent through the device's UART,
+ * Spike's HTIF or the host process; sess.console reads it. Formats: %d %i %u %x %X %o %c %s
+ * %p %f (with flags - 0, a width, .precision, and l ll z). */
+int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int puts(const char *s);
+int putchar(int c);
+void utvm_console_flush(void);
+
 #ifdef __cplusplus
 }
 #endif

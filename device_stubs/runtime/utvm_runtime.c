@@ -304,6 +304,7 @@ void UTVMMain(void) {
     }
   }
   if (utvm_profile) utvm_batch_count = UTVMCounter() - batch_start;
+  utvm_console_flush(); /* what the kernels printed, before the host looks */
   if (timed && !any_error) { /* the first measurement rides in the return registers */
     ret_lo = (uintptr_t)(uint32_t)utvm_counts[0];
     ret_hi = (uintptr_t)(uint32_t)(utvm_counts[0] >> 32);
