@@ -72,6 +72,11 @@ DEVICES = {
     "qemu-riscv64": (require_qemu("qemu-system-riscv64", "riscv64-unknown-elf-gcc"), lambda: devices.qemu("riscv64")),
     "qemu-cortex-m3": (require_qemu("qemu-system-arm", "arm-none-eabi-gcc"), lambda: devices.qemu("cortex-m3")),
     "qemu-cortex-m33": (require_qemu("qemu-system-arm", "arm-none-eabi-gcc"), lambda: devices.qemu("cortex-m33")),
+    # the same QEMU machines reached through their UART and the serial stub, as a board without a probe
+    "qemu-riscv32-serial": (require_qemu("qemu-system-riscv32", "riscv64-unknown-elf-gcc"),
+                            lambda: devices.qemu("riscv32", transport="serial")),
+    "qemu-cortex-m3-serial": (require_qemu("qemu-system-arm", "arm-none-eabi-gcc"),
+                              lambda: devices.qemu("cortex-m3", transport="serial")),
 }
 
 

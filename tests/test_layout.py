@@ -209,10 +209,10 @@ class TestFree:
             text.free(4096)
 
     def test_free_owner(self, text):
-        a1 = _alloc(text, 10, owner="a.o")
+        _alloc(text, 10, owner="a.o")
         b1 = _alloc(text, 20, owner="b.o")
-        a2 = _alloc(text, 30, owner="a.o", what=".rodata")
-        a3 = _alloc(text, 0, owner="a.o", what=".bss")
+        _alloc(text, 30, owner="a.o", what=".rodata")
+        _alloc(text, 0, owner="a.o", what=".bss")
         assert text.free_owner("a.o") == 40
         assert text.blocks() == [b1]
         assert text.free_ranges() == [(0x1000, b1.start - 0x1000), (b1.end, 0x1400 - b1.end)]

@@ -409,11 +409,11 @@ class TestSessionState:
 
     def test_unknown_transport_is_refused_plainly(self):
         cfg = devices.host()
-        cfg["transport"]["kind"] = "serial"
+        cfg["transport"]["kind"] = "jtag-over-carrier-pigeon"
         with pytest.raises(UtvmError) as e:
             Session(cfg).open()
-        assert str(e.value) == ("device 'host' uses transport 'serial', which this version of utvm-host cannot "
-                                "drive (it knows 'host', 'openocd' and 'gdb')")
+        assert str(e.value) == ("device 'host' uses transport 'jtag-over-carrier-pigeon', which this version of "
+                                "utvm-host cannot drive (it knows 'host', 'openocd', 'gdb' and 'serial')")
 
 
 class TestTracing:

@@ -238,6 +238,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_firmware(args: argparse.Namespace) -> int:
+    from . import devices
+    from .export import serial_stub
+    cfg = devices.by_name(args.device) if args.device else None
+    if cfg is None or cfg.transport_kind != "serial":
+        if args.arch is None or args.memory is None or args.uart is None:
+            print("utvm-host firmware: give --device qemu-<machine>-serial, or --arch, --memory START:SIZE[,...] "
+                  "and --uart KIND@ADDRESS for a board", file=sys.stderr)
+            return EXIT_USAGE
+        kind, _, base = args.uart.partition("@")
+        memory = [tuple(int(v, 0) for v in part.split(":")) for part in args.memory.split(",")]
+        cfg = devices.serial(args.port or "/dev/ttyUSB0", arch=args.arch, memory=memory,
+                             uart={"kind": kind, "base": int(base, 0)})
+    out = Path(args.output or f"utvm-serial-stub-{cfg['arch']}.elf")
+    serial_stub(cfg, out)
+    print(f"wrote {out} for {cfg.name}: flash it once, then use devices.serial(...) with the same memory and UART")
+    if args.bin:
+        objcopy = shutil.which(cfg["toolchain"]["prefix"] + "objcopy")
+        if objcopy is None:
+            print(f"utvm-host firmware: {cfg['toolchain']['prefix']}objcopy not found", file=sys.stderr)
+            return EXIT_TOOL
+        # code and constants only (the stub's RAM starts zeroed or is set up at run time)
+        subprocess.run([objcopy, "-O", "binary", "-j", ".boot", "-j", ".text", "-j", ".rodata", str(out),
+                        str(out.with_suffix(".bin"))], check=True)
+        print(f"wrote {out.with_suffix('.bin')}")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     from . import __version__
     from .devices import NAMED
@@ -270,6 +298,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=int, default=3, help="transfers of each kind (default 3)")
     b.add_argument("--calls", type=int, default=50, help="empty calls timed (default 50)")
     b.set_defaults(func=cmd_bench)
+    f = sub.add_parser("firmware", help="build the serial stub a board without a debug probe runs (flash it once)")
+    f.add_argument("--device", "-d", help="a serial device name, e.g. qemu-cortex-m3-serial")
+    f.add_argument("--arch", help="for a board: rv32imac, cortex-m4, ...")
+    f.add_argument("--memory", help="for a board: START:SIZE[,START:SIZE] (code first, RAM last)")
+    f.add_argument("--uart", help="for a board: ns16550@0x10000000 or cmsdk-uart@0x40004000")
+    f.add_argument("--port", help="the board's serial port, recorded for messages (default /dev/ttyUSB0)")
+    f.add_argument("--output", "-o", help="the ELF to write (default utvm-serial-stub-ARCH.elf)")
+    f.add_argument("--bin", action="store_true", help="also write a raw .bin for flashing tools")
+    f.set_defaults(func=cmd_firmware)
     g = sub.add_parser("debug", help="print (or run) the gdb command that attaches to a running session")
     g.add_argument("session", nargs="?", help="session id or pid (see `utvm-host info`); default: the only one")
     g.add_argument("--run", action="store_true", help="start gdb instead of printing its command line")

@@ -190,7 +190,7 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
     else:
         text = part(ram["size"], 1, 4, 1 * KiB, 4 * MiB)
         rodata = part(ram["size"], 1, 8, 1 * KiB, 2 * MiB)
-        ram_size = ram["size"] - text - rodata - 64
+        ram_size = ram["size"] - text - rodata - 64 - code["reserve"]   # the vector table comes first
         starts = {}
         order = [("text", text), ("rodata", rodata)]
     stack = part(ram_size, 1, 16, 1 * KiB, 64 * KiB)
@@ -229,24 +229,83 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
     return cfg.validate().mark_defaults()
 
 
-def qemu(machine: str = "riscv32", *, icount: bool = False, timeout: float = 10.0) -> DeviceConfig:
+def _stub_shift(memory: List[Dict[str, Any]], transport: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The memory a session over the serial stub may use: the regions without what the stub
+    keeps (its code at the start of the first region and its RAM at the start of the last; with
+    one region, both at its end and a boot page at its start, which the stub then locks as a
+    guard: a stack overflow below the session's stack still faults).
+    The stub's own build uses the original regions, kept in the transport."""
+    from .export import STUB_BOOT, STUB_CODE, STUB_RAM   # sizes only; export builds the stub
+    transport["stub_memory"] = [dict(m) for m in memory]
+    shifted = [dict(m) for m in memory]
+    if len(shifted) == 1:   # one region: a boot page (then a guard) at its start, the stub at its end
+        shifted[0]["start"] += STUB_BOOT
+        shifted[0]["size"] -= STUB_BOOT + STUB_CODE + STUB_RAM
+        return shifted
+    for index, size in ((0, STUB_CODE), (len(shifted) - 1, STUB_RAM)):
+        shifted[index]["start"] += size
+        shifted[index]["size"] -= size
+    return shifted
+
+
+def _serial_transport(launch: Optional[str], uart: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
+    return dict({"kind": "serial", "launch": launch, "uart": dict(uart), "baudrate": 115200}, **extra)
+
+
+def qemu(machine: str = "riscv32", *, icount: bool = False, timeout: float = 10.0,
+         transport: str = "gdb") -> DeviceConfig:
     """A QEMU system emulator driven over its gdbstub: ``riscv32``, ``riscv64`` (virt),
     ``cortex-m3`` (mps2-an385) or ``cortex-m33`` (mps2-an505). ``icount=True`` runs QEMU with
-    ``-icount shift=0``: one instruction a tick, so timing counts repeat exactly."""
+    ``-icount shift=0``: one instruction a tick, so timing counts repeat exactly.
+    ``transport="serial"`` reaches it instead through its UART and the serial stub (as a board
+    without a debug probe), the stub booted by QEMU."""
+    if transport not in ("gdb", "serial"):
+        raise ConfigError(f"devices.qemu(transport=...) is 'gdb' or 'serial', got {transport!r}")
+    serial_link = transport == "serial"
+    suffix = "-serial" if serial_link else ""
     if machine in ("riscv32", "riscv64"):
         isa = "rv32imac" if machine == "riscv32" else "rv64imac"
-        transport = {"kind": "gdb", "launch": "qemu", "machine": "virt", "qemu": f"qemu-system-{machine}",
-                     "icount": icount}
-        return _riscv(f"qemu-{machine}", isa, _memory([(0x80000000, 16 * MiB)]), transport, timeout, None)
-    if machine in _ARM_CORES and _ARM_CORES[machine][2]:
+        t = {"kind": "gdb", "launch": "qemu", "machine": "virt", "qemu": f"qemu-system-{machine}", "icount": icount}
+        mem = _memory([(0x80000000, 16 * MiB)])
+        if serial_link:
+            t = _serial_transport("qemu", {"kind": "ns16550", "base": 0x10000000}, machine="virt",
+                                  qemu=t["qemu"], icount=icount)
+            mem = _stub_shift(mem, t)
+        cfg = _riscv(f"qemu-{machine}{suffix}", isa, mem, t, timeout, None)
+    elif machine in _ARM_CORES and _ARM_CORES[machine][2]:
         regions = _ARM_CORES[machine][1]
-        transport = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm",
-                     "icount": icount}
+        t = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm",
+             "icount": icount}
         mem = _memory([(s, n) for s, n, _ in regions], [name for _, _, name in regions])
-        cfg = _cortex_m(f"qemu-{machine}", machine, mem, transport, timeout)
+        if serial_link:
+            t = _serial_transport("qemu", {"kind": "cmsdk-uart", "base": _ARM_UART0[machine]},
+                                  machine=t["machine"], qemu=t["qemu"], icount=icount)
+            mem = _stub_shift(mem, t)
+        cfg = _cortex_m(f"qemu-{machine}{suffix}", machine, mem, t, timeout)
         cfg["clock_hz"] = 25_000_000   # the MPS2 boards' system clock
-        return cfg
-    raise ConfigError(f"unknown QEMU machine {machine!r}; known: riscv32, riscv64, cortex-m3, cortex-m33")
+    else:
+        raise ConfigError(f"unknown QEMU machine {machine!r}; known: riscv32, riscv64, cortex-m3, cortex-m33")
+    if serial_link:
+        cfg["console"] = {"kind": "none"}   # printf travels in the stub's console frames
+        cfg.validate().mark_defaults()
+    return cfg
+
+
+def serial(url: str, *, arch: str, memory: Sequence[Tuple[int, int]], uart: Dict[str, Any],
+           baudrate: int = 115200, timeout: float = 10.0) -> DeviceConfig:
+    """A board reached only through a UART (``/dev/ttyUSB0``, or any pyserial URL such as
+    ``socket://host:port``), running the serial stub (``utvm-host firmware --device ...`` builds
+    it for these settings; flash it once). ``uart`` is the board's UART the stub drives:
+    ``{"kind": "ns16550" | "cmsdk-uart", "base": address}``."""
+    _check_board_memory(memory)
+    t = _serial_transport(None, uart, url=url, baudrate=int(baudrate))
+    mem = _stub_shift(_memory(memory), t)
+    if arch in _ARM_CORES:
+        cfg = _cortex_m(f"serial-{arch}", arch, mem, t, timeout)
+    else:
+        cfg = _riscv(f"serial-{arch}", arch, mem, t, timeout, None)
+    cfg["console"] = {"kind": "none"}   # printf travels in the stub's console frames
+    return cfg.validate().mark_defaults()
 
 
 def _check_board_memory(memory: Sequence[Tuple[int, int]]) -> None:
@@ -277,7 +336,7 @@ def openocd(config_files: Sequence[str], *, arch: str, memory: Sequence[Tuple[in
 
 #: Short device names the command line and the benchmarks accept.
 NAMED = ("host", "spike-rv32", "spike-rv64", "spike-<isa>", "qemu-riscv32", "qemu-riscv64", "qemu-cortex-m3",
-         "qemu-cortex-m33")
+         "qemu-cortex-m33", "qemu-<machine>-serial")
 
 
 def by_name(name: str) -> DeviceConfig:
@@ -291,6 +350,8 @@ def by_name(name: str) -> DeviceConfig:
         return spike(isa="rv64imac")
     if name.startswith("spike-"):
         return spike(isa=name[len("spike-"):])
+    if name.startswith("qemu-") and name.endswith("-serial"):
+        return qemu(name[len("qemu-"):-len("-serial")], transport="serial")
     if name.startswith("qemu-"):
         return qemu(name[len("qemu-"):])
     raise ConfigError(f"unknown device {name!r}; known: {', '.join(NAMED)}")

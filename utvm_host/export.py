@@ -308,3 +308,69 @@ def _linker_script(cfg: DeviceConfig, entry: str) -> str:
 
 
 __all__: Sequence[str] = ["export_firmware", "Firmware", "FirmwareRun", "graph_program"]
+
+
+#: Device memory the serial stub keeps for itself (code, data, its stack), at the start of RAM and,
+#: on Cortex-M, of the code region: sessions over serial use the rest (devices.qemu(transport="serial")).
+STUB_RAM = 16 * 1024
+STUB_CODE = 16 * 1024
+#: With one memory region (RISC-V): the page at its start the core boots from (a jump to the stub
+#: at the region's end), locked by the stub with a PMP entry as a guard below the session's stack.
+STUB_BOOT = 4096
+
+
+def serial_stub(cfg: DeviceConfig, path: Optional[Union[str, Path]] = None) -> Path:
+    """The serial stub firmware for ``cfg``'s device (``device_stubs/serial/``): an ELF a user
+    flashes once (``utvm-host firmware``), cached by content. It uses ``STUB_CODE`` bytes from the
+    start of the device's first memory region and ``STUB_RAM`` from the start of RAM, or, with a
+    single region, both at its end (its entry is the ELF's: QEMU and loaders start there)."""
+    from .toolchain import _cached_entry, _sha256_file, _sha256_json
+    machine = cfg.abi["elf_machine"]
+    if machine not in _FW_ARCH:
+        raise ConfigError(f"the serial stub is built for RISC-V and Cortex-M devices; '{cfg.name}' is {machine}")
+    uart = cfg.get("transport", {}).get("uart") or cfg.get("console", {})
+    kind = {"ns16550": "UTVM_SERIAL_NS16550", "cmsdk-uart": "UTVM_SERIAL_CMSDK"}.get(uart.get("kind"))
+    if kind is None or "base" not in uart:
+        raise ConfigError(f"the serial stub needs the device's UART: cfg['transport']['uart'] = "
+                          f"{{'kind': 'ns16550' | 'cmsdk-uart', 'base': address}} (got {uart!r})")
+    tc = Toolchain(cfg)
+    arch = FIRMWARE_STUBS / _FW_ARCH[machine]
+    sources = [DEVICE_STUBS / "serial" / "utvm_serial_stub.c", FIRMWARE_STUBS / "utvm_firmware.c"] + \
+        sorted(arch.glob("*.c")) + sorted(arch.glob("*.S"))
+    mem = cfg.get("transport", {}).get("stub_memory") or cfg["memory"]
+    code, ram = mem[0], mem[-1]
+    stub_cfg = DeviceConfig(dict(cfg))
+    layout = [dict(code, size=STUB_CODE), dict(ram, size=STUB_RAM)] if len(mem) > 1 else \
+        [dict(code, start=code["start"] + code["size"] - STUB_CODE - STUB_RAM, size=STUB_CODE + STUB_RAM)]
+    stub_cfg["memory"] = layout
+    stub_cfg["mem_layout"] = dict(cfg["mem_layout"], stack={"size": 4096})
+    script = _linker_script(stub_cfg, "_start" if machine == "EM_RISCV" else "utvm_fw_reset")
+    defines = {kind: f"0x{uart['base']:x}"}
+    if len(mem) == 1:
+        script = script.replace("MEMORY\n{\n", f"MEMORY\n{{\n  BOOT (rx) : ORIGIN = 0x{code['start']:x}, LENGTH = "
+                                f"0x{STUB_BOOT:x}\n", 1)
+        boot = "SECTIONS\n{\n  .boot : { KEEP(*(.text.utvm_boot)) } > BOOT\n}\n"   # first: before .text takes it
+        script = script.replace("SECTIONS\n{", boot + "SECTIONS\n{", 1)
+        defines["UTVM_SERIAL_GUARD"] = f"0x{code['start']:x}"
+    key = _sha256_json({"compiler": tc.identity(), "target": [cfg["arch"], tc.cflags], "script": script,
+                        "defines": defines, "sources": [[p.name, _sha256_file(p)] for p in sources]})
+
+    def make(work: Path) -> None:
+        objects = []
+        for i, src in enumerate(sources):
+            obj = work / f"{i}_{src.stem}.o"
+            tc.compile(src, obj, cflags=["-Os", "-Wall"], include_dirs=[FIRMWARE_STUBS], defines=defines,
+                       runtime=True)
+            objects.append(obj)
+        (work / "stub.ld").write_text(script)
+        cmd = [tc.cc, "-nostdlib", "-nostartfiles", "-static"] + tc.ldflags + \
+              ["-T", str(work / "stub.ld"), "-Wl,--build-id=none", "-Wl,--gc-sections"] + \
+              [str(o) for o in objects] + tc.libs + ["-o", str(work / "lib.o")]
+        tc.run(cmd, f"linking the serial stub for {cfg['arch']}")
+
+    elf = _cached_entry("stub", key, make) / "lib.o"
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(elf.read_bytes())
+        return Path(path)
+    return elf

@@ -376,17 +376,22 @@ def spike_openocd_commands(rbb_port: int) -> list:
 
 
 def start_qemu(program: str, machine: str, elf: Path, log_dir: Path, extra: Sequence[str] = (),
-               timeout: float = 10.0, attempts: int = 3) -> tuple:
+               timeout: float = 10.0, attempts: int = 3, serial_server: bool = False) -> tuple:
     """Start a QEMU system emulator halted (``-S``) with its gdbstub on a free 127.0.0.1 port,
-    no monitor, its first UART writing to ``log_dir/console.log``, running ``elf``. Returns (process, gdb_port) once the port
+    no monitor, its first UART writing to ``log_dir/console.log``, running ``elf``; with
+    ``serial_server`` running at once, its first UART served on the port instead (no gdbstub). Returns (process, gdb_port) once the port
     accepts connections."""
     qemu = require_program(program, "qemu-system-arm" if program.endswith("-arm") else "qemu-system-misc")
     last: Optional[Exception] = None
     for attempt in range(attempts):
         port = free_port()
-        argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none",
-                "-serial", f"file:{log_dir / 'console.log'}",   # the device console (UART0)
-                "-kernel", str(elf), "-S", "-gdb", f"tcp:127.0.0.1:{port}"] + list(extra)
+        if serial_server:   # the device is reached through UART0 (the serial stub), running at once
+            argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none",
+                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on", "-kernel", str(elf)] + list(extra)
+        else:
+            argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none",
+                    "-serial", f"file:{log_dir / 'console.log'}",   # the device console (UART0)
+                    "-kernel", str(elf), "-S", "-gdb", f"tcp:127.0.0.1:{port}"] + list(extra)
         proc = ManagedProcess("qemu", argv, log_dir / f"qemu{'' if attempt == 0 else attempt}.log")
         deadline = time.monotonic() + timeout
         try:
@@ -403,7 +408,8 @@ def start_qemu(program: str, machine: str, elf: Path, log_dir: Path, extra: Sequ
                     raise TransportError(f"qemu exited (status {proc.proc.returncode if proc.proc else None}) "
                                          f"before it was ready; the last lines of its log ({proc.log_path}):\n{tail}")
                 if time.monotonic() > deadline:
-                    raise TransportError(f"qemu's gdb port {port} did not open within {timeout:g} s; the last "
+                    raise TransportError(f"qemu's {'serial' if serial_server else 'gdb'} port {port} did not open "
+                                         f"within {timeout:g} s; the last "
                                          f"lines of its log ({proc.log_path}):\n{proc.log_tail()}")
                 time.sleep(0.01)
         except BaseException:

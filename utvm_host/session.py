@@ -141,9 +141,9 @@ class Session:
             return self
         self.cfg.validate()
         kind = self.cfg.transport_kind
-        if kind not in ("host", "openocd", "gdb"):
+        if kind not in ("host", "openocd", "gdb", "serial"):
             raise ConfigError(f"device '{self.cfg.name}' uses transport {kind!r}, which this version of "
-                              "utvm-host cannot drive (it knows 'host', 'openocd' and 'gdb')")
+                              "utvm-host cannot drive (it knows 'host', 'openocd', 'gdb' and 'serial')")
         self.layout = self.cfg.memory_layout()
         self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-"))
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
@@ -191,12 +191,23 @@ class Session:
         except OSError as exc:   # announcing is a convenience: never fail a session for it
             log.debug("cannot publish the session record: %s", exc)
 
+    def _stub_symbols(self) -> Dict[str, int]:
+        """Over a serial link: the stub's hooks the runtime calls (its call-return and console)."""
+        if self.cfg.transport_kind != "serial":
+            return {}
+        from .export import serial_stub   # builds (or finds in the cache) the stub for this device
+        self._stub_elf = serial_stub(self.cfg)
+        with ElfFile(self._stub_elf) as elf:
+            return {name: elf.get_symbol(name).value for name in ("UTVMDoneHook", "UTVMConsoleHook")}
+
     def _console_file(self) -> Optional[Path]:
         """The file the device's console channel writes to, when this session started it."""
+        t = self.cfg["transport"]
+        if t["kind"] == "serial":
+            return self.workdir / "console.log"   # the stub's console frames
         if self.cfg.get("console", {}).get("kind", "none") == "none":
             return None
-        t = self.cfg["transport"]
-        if t["kind"] == "host" or t.get("launch") == "qemu":
+        if t["kind"] in ("host", "serial") or t.get("launch") == "qemu":
             return self.workdir / "console.log"
         if t.get("launch") == "spike":
             return self.workdir / "spike.log"   # Spike's standard output: its HTIF console
@@ -212,6 +223,8 @@ class Session:
         riscv = self.cfg.abi["elf_machine"] == "EM_RISCV"
         compressed = self.cfg.abi.get("thumb") or (riscv and "c" in self.cfg["arch"][4:]) or \
             self.cfg["arch"].endswith("gc")
+        if t["kind"] == "serial":
+            return self._start_serial(t), False
         if t["kind"] == "gdb":
             if t.get("launch") == "qemu":
                 extra = (["-bios", "none"] if riscv else []) + (["-icount", "shift=0"] if t.get("icount") else [])
@@ -246,6 +259,33 @@ class Session:
         if self.gdb_port is not None:
             transport.keep_after_gdb(self._sym["UTVMDone"])
         return transport, preloaded
+
+    def _start_serial(self, t: Dict[str, Any]) -> Transport:
+        """The serial stub: QEMU booting it (its UART0 served on a loopback port), or a board's
+        port; checks that the stub is the build this session links against."""
+        from .transport.serial import SerialTransport
+        url = t.get("url")
+        if t.get("launch") == "qemu":
+            extra = (["-bios", "none"] if self.cfg.abi["elf_machine"] == "EM_RISCV" else []) + \
+                (["-icount", "shift=0"] if t.get("icount") else [])
+            qemu, port = launch.start_qemu(t["qemu"], t["machine"], self._stub_elf, self.workdir, extra=extra,
+                                           serial_server=True)
+            self._processes.append(qemu)
+            url = f"socket://127.0.0.1:{port}"
+        tr = SerialTransport(url, baudrate=t.get("baudrate", 115200), console=self.workdir / "console.log",
+                             little_endian=self.cfg.little_endian)
+        want = self._stub_symbols()
+        if (tr.info["done_hook"], tr.info["console_hook"]) != (want["UTVMDoneHook"], want["UTVMConsoleHook"]):
+            tr.close()
+            raise LinkError(f"the serial stub on {url} is another build than this utvm-host's for '{self.cfg.name}' "
+                            "(its hooks are elsewhere): flash the one `utvm-host firmware --device ...` writes")
+        for end in (tr.info["stub_end"], tr.info["stub_code_end"]):   # the stub's memory ends inside a region?
+            for region in self.cfg["memory"]:
+                if region["start"] < end <= region["start"] + region["size"]:
+                    tr.close()
+                    raise ConfigError(f"cfg['memory'] region {region['name']!r} overlaps the serial stub (which uses "
+                                      f"memory up to 0x{end:x} there); start the region after that")
+        return tr
 
     def close(self, keep_logs: bool = False) -> None:
         """Stop the device's processes and forget its state. Safe to call twice. The session's
@@ -307,7 +347,7 @@ class Session:
         self._stack_block = self.layout.place("stack", self._sizes["stack"], owner="runtime", what="stack",
                                               align=spec["stack"].align)
         lib = build_runtime(self.cfg)
-        self.runtime = self.linker.place(lib, "runtime", {})
+        self.runtime = self.linker.place(lib, "runtime", self._stub_symbols())
         with ElfFile(self.runtime.elf_path) as elf:
             self._task_layout = elf.struct_layout("UTVMTask")
             task_size = elf.get_symbol("utvm_tasks").size
@@ -411,7 +451,7 @@ class Session:
         n = len(self.modules)
         what = f"its {_plural(n, 'library')}" if n else "the runtime"
         if relaunched:
-            return (f"the device had stopped, so it was started again and {what} reloaded "
+            return (f"the device could not be reached, so it was started again and {what} reloaded "
                     "(tensor contents were lost with its memory)")
         verb = getattr(self.transport, "RESTART_VERB", "restarted")
         return f"the device was {verb} and {what} reloaded"

@@ -6,7 +6,8 @@
  *   UTVM_CONSOLE_CMSDK=base     an Arm CMSDK APB UART (QEMU MPS2: 0x40004000)
  *   UTVM_CONSOLE_HTIF           Spike's host interface: a write(1, ...) system call
  *   UTVM_CONSOLE_FD=n           the host device: a write(n, ...) system call
- * and with none of them the text is dropped. The runtime flushes at the end of every call. */
+ * and with none of them the text goes to UTVMConsoleHook if a link provides one (the serial
+ * stub sends it in console frames), else it is dropped. The runtime flushes at the end of every call. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,9 +68,10 @@ static void channel_write(const char *s, size_t n) {
   }
 }
 #else
+/* No channel of its own: a link that carries the console (the serial stub) provides this. */
+void UTVMConsoleHook(const char *s, size_t n) __attribute__((weak));
 static void channel_write(const char *s, size_t n) {
-  (void)s;
-  (void)n;
+  if (UTVMConsoleHook) UTVMConsoleHook(s, n);
 }
 #endif
 

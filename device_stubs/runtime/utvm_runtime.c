@@ -258,8 +258,13 @@ int32_t UTVMEmptyShim(const void *args, void *ret) {
 /* The host stops here. Its arguments land in registers, which a debugger transport reads at
  * the stop instead of memory: summary = tasks done | (error flag << 16) (all ones when a trap
  * handler jumped here), then the first task's return slot as two 32-bit words. */
+/* Devices reached without a debugger (the serial stub, device_stubs/serial/) have no breakpoint
+ * here: they link this hook to get control back at the end of a call. */
+void UTVMDoneHook(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((weak));
+
 void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
   __asm__ volatile("" : : "r"(summary), "r"(ret_lo), "r"(ret_hi) : "memory");
+  if (UTVMDoneHook) UTVMDoneHook(summary, ret_lo, ret_hi);
 }
 
 void UTVMMain(void) {

@@ -1,0 +1,121 @@
+"""The serial transport: the framed protocol with the stub booted by QEMU, fault injection on
+the byte stream, the device console over it, a device reset detected, and the stub firmware."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from utvm_host import ConnectionLost, DeviceError, Session, TransportError, build, devices
+from utvm_host.transport.serial import FaultyPort, SerialTransport, cobs_decode, cobs_encode
+
+from conftest import EXAMPLES, KERNELS, device_cfg
+
+SERIAL_DEVICES = ["qemu-riscv32-serial", "qemu-cortex-m3-serial"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 253, 254, 255, 508, 1000])
+def test_cobs_round_trips_and_never_emits_a_zero_inside(size):
+    rng = np.random.default_rng(size)
+    for data in (bytes(size), bytes(rng.integers(0, 256, size, dtype=np.uint8)), b"\x01" * size):
+        frame = cobs_encode(data)
+        assert frame.endswith(b"\x00") and b"\x00" not in frame[:-1]
+        assert cobs_decode(frame[:-1]) == data
+
+
+@pytest.fixture(scope="module", params=SERIAL_DEVICES)
+def scfg(request):
+    return device_cfg(request.param)
+
+
+def test_console_and_stats_over_the_link(scfg):
+    with Session(scfg) as sess:
+        mod = sess.load(build([KERNELS / "noisy.c"], scfg))
+        assert mod["noisy"](np.arange(5, dtype=np.int32), 5) == 10
+        assert sess.console.read() == "sum=10\n"   # console frames in between the call's frames
+        stats = sess.transport.stub_stats()
+        assert stats["frames"] > 10 and stats["crc_errors"] == 0 and stats["overruns"] == 0
+
+
+@pytest.mark.parametrize("rate,rounds,floor", [(0.002, 10, 6), (0.05, 3, 0)])
+def test_injected_corruption_never_yields_wrong_data(scfg, rate, rounds, floor):
+    """Fault injection (a real UART cannot be told to corrupt bytes): a wrapper flips, drops and
+    repeats bytes in both directions at ``rate`` per byte. Every result is exact, or the call
+    raises a TransportError; at 0.2% most calls still succeed (frames shrink on a noisy link),
+    at 5% errors must be clean."""
+    with Session(scfg) as sess:
+        mod = sess.load(build([EXAMPLES / "vadd.c", EXAMPLES / "dot.c"], scfg))
+        clean = sess.transport
+        clean.timeout = 0.3   # a dropped byte costs one wait: keep the test short
+        faulty = FaultyPort(clean.port, rate, seed=int(rate * 1e4))
+        clean.port = faulty
+        rng = np.random.default_rng(7)
+        exact = errors = 0
+        for _ in range(rounds):
+            a = rng.standard_normal(200).astype(np.float32)
+            c = np.zeros(200, np.float32)
+            x = rng.integers(-128, 128, 300, dtype=np.int8)
+            try:
+                mod["vadd"](a, a, c, 200)
+                s = mod["dot_i8"](x, x, 300)
+            except TransportError as exc:
+                assert "the serial link socket://127.0.0.1:" in str(exc) and "tries (link stats: " in str(exc) \
+                    or "did not" in str(exc) or "restarting the device failed" in str(exc), str(exc)
+                errors += 1
+                clean.port = faulty.inner   # a clean link to bring the session back
+                clean._busy = False
+                sess.reset()
+                clean.port = faulty
+                continue
+            np.testing.assert_array_equal(c, 2 * a)
+            assert s == int((x.astype(np.int32) ** 2).sum())
+            exact += 1
+        clean.port = faulty.inner
+        assert sum(faulty.injected.values()) > 10, faulty.injected
+        assert clean.stats["resent"] > 0 and exact >= floor, (exact, errors, clean.stats, faulty.injected)
+
+
+def test_a_device_reset_is_detected_by_the_handshake(scfg):
+    with Session(scfg) as sess:
+        mod = sess.load(build([EXAMPLES / "vadd.c"], scfg))
+        a = np.arange(8, dtype=np.float32)
+        c = np.zeros(8, np.float32)
+        tr = sess.transport
+        tr._exchange([(8, b"")])   # RESET, behind the transport's back: as if the board was reset
+        tr._buf.clear()
+        with pytest.raises(ConnectionLost) as e:
+            tr.check_alive()
+        assert str(e.value).endswith("restarted (its session nonce is gone): memory contents were lost")
+        with pytest.raises(DeviceError) as e:   # the next call notices too, and the session recovers
+            mod["vadd"](a, a, c, 8)
+        assert "did not complete: the device restarted (its session nonce is gone)" in str(e.value)
+        mod["vadd"](a, a, c, 8)
+        np.testing.assert_array_equal(c, 2 * a)
+        tr.reset_device()   # and on purpose
+        mod2 = sess.load(build([EXAMPLES / "vadd.c"], scfg))
+        mod2["vadd"](a, a, c, 8)
+        np.testing.assert_array_equal(c, 2 * a)
+
+
+def test_a_link_that_never_answers_fails_cleanly():
+    class Silent:
+        in_waiting = 0
+
+        def write(self, data):
+            return len(data)
+
+        def read(self, n=1):
+            return b""
+
+        def close(self):
+            pass
+    with pytest.raises(ConnectionLost) as e:
+        SerialTransport("loop://", port=Silent(), connect_timeout=0.3)
+    assert str(e.value) == ("no serial stub answers on loop://: flash it with `utvm-host firmware --device ...` and "
+                            "check the baud rate")
+
+
+def test_board_config_keeps_the_stub_memory_out_of_the_session():
+    cfg = devices.serial("/dev/ttyUSB0", arch="cortex-m4", memory=[(0x20000000, 128 * 1024)],
+                         uart={"kind": "cmsdk-uart", "base": 0x40004000}, baudrate=921600)
+    assert cfg.transport_kind == "serial" and cfg["transport"]["baudrate"] == 921600
+    assert cfg["memory"][0]["start"] == 0x20000000 + 4096 and cfg["transport"]["stub_memory"][0]["start"] == 0x20000000
