@@ -137,3 +137,22 @@ def test_info_and_debug_find_a_session_of_another_process(runtime_dir):
         assert 'Line 4 of "' in gdb.stdout and "dbg_accumulate.c\" starts at address" in gdb.stdout
         assert mod["accumulate"](np.arange(5, dtype=np.int32), 5) == 20   # and the session goes on
     assert cli("info", "--json").stdout.strip() == "[]"
+
+
+def test_firmware_writes_the_serial_stub_for_a_device_or_a_board(tmp_path):
+    require_tool("arm-none-eabi-gcc")
+    out = cli("firmware", "-d", "qemu-cortex-m3-serial", "-o", str(tmp_path / "stub.elf"), "--bin")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"wrote {tmp_path / 'stub.elf'} for qemu-cortex-m3-serial: flash it once, then use devices.serial(...) with "
+        "the same memory and UART", f"wrote {tmp_path / 'stub.bin'}"]
+    from utvm_host.elf import ElfFile
+    with ElfFile(tmp_path / "stub.elf") as elf:
+        assert elf.machine == "EM_ARM" and elf.get_symbol("UTVMDoneHook") is not None
+        assert elf.get_symbol("utvm_fw_vectors").value == 0   # the reset vectors at the start of code
+    assert 1000 < (tmp_path / "stub.bin").stat().st_size < 16 * 1024
+    board = cli("firmware", "--arch", "cortex-m4", "--memory", "0x20000000:0x20000", "--uart", "cmsdk-uart@0x40004000",
+                "-o", str(tmp_path / "board.elf"))
+    assert board.returncode == 0 and "for serial-cortex-m4" in board.stdout
+    bad = cli("firmware")
+    assert bad.returncode == 2 and bad.stderr.startswith("utvm-host firmware: give --device qemu-<machine>-serial")
