@@ -119,3 +119,31 @@ def test_board_config_keeps_the_stub_memory_out_of_the_session():
                          uart={"kind": "cmsdk-uart", "base": 0x40004000}, baudrate=921600)
     assert cfg.transport_kind == "serial" and cfg["transport"]["baudrate"] == 921600
     assert cfg["memory"][0]["start"] == 0x20000000 + 4096 and cfg["transport"]["stub_memory"][0]["start"] == 0x20000000
+
+
+def test_a_board_given_only_its_port_and_memory(tmp_path):
+    """QEMU running the stub stands in for a flashed board that the session did not start and
+    whose UART it is not told: the session asks the stub where its hooks are."""
+    import subprocess
+    import time
+
+    from utvm_host.export import serial_stub
+    from utvm_host.launch import free_port
+    from conftest import require_qemu
+    require_qemu("qemu-system-arm", "arm-none-eabi-gcc")()
+    stub = serial_stub(devices.qemu("cortex-m3", transport="serial"))
+    port = free_port()
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", "mps2-an385", "-nographic", "-monitor", "none", "-serial",
+                             f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on", "-kernel", str(stub)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        cfg = devices.serial(f"socket://127.0.0.1:{port}", arch="cortex-m3",
+                             memory=[(0x0, 4 << 20), (0x20000000, 4 << 20)])
+        with Session(cfg) as sess:
+            mod = sess.load(build([KERNELS / "noisy.c"], cfg))
+            assert mod["noisy"](np.arange(4, dtype=np.int32), 4) == 6
+            assert sess.console.read() == "sum=6\n"
+    finally:
+        qemu.kill()
+        qemu.wait()

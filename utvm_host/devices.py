@@ -291,14 +291,17 @@ def qemu(machine: str = "riscv32", *, icount: bool = False, timeout: float = 10.
     return cfg
 
 
-def serial(url: str, *, arch: str, memory: Sequence[Tuple[int, int]], uart: Dict[str, Any],
+def serial(url: str, *, arch: str, memory: Sequence[Tuple[int, int]], uart: Optional[Dict[str, Any]] = None,
            baudrate: int = 115200, timeout: float = 10.0) -> DeviceConfig:
     """A board reached only through a UART (``/dev/ttyUSB0``, or any pyserial URL such as
-    ``socket://host:port``), running the serial stub (``utvm-host firmware --device ...`` builds
-    it for these settings; flash it once). ``uart`` is the board's UART the stub drives:
-    ``{"kind": "ns16550" | "cmsdk-uart", "base": address}``."""
+    ``socket://host:port``), running the serial stub (``utvm-host firmware --arch ... --memory
+    ... --uart ...`` builds it; flash it once). ``memory`` is the board's, as given to the
+    firmware command: the stub's part is kept out of the session's. ``uart`` (the UART the
+    stub drives, ``{"kind": "ns16550" | "cmsdk-uart", "base": address}``) lets the session
+    check the stub against its own build; without it the session asks the stub where its
+    hooks are."""
     _check_board_memory(memory)
-    t = _serial_transport(None, uart, url=url, baudrate=int(baudrate))
+    t = _serial_transport(None, uart or {}, url=url, baudrate=int(baudrate))
     mem = _stub_shift(_memory(memory), t)
     if arch in _ARM_CORES:
         cfg = _cortex_m(f"serial-{arch}", arch, mem, t, timeout)

@@ -112,6 +112,7 @@ class Session:
         self._overheads: Dict[int, float] = {}
         self._planned: Dict[str, List[Block]] = {}
         self._planned_tensors: List[Block] = []
+        self._early: Optional[Transport] = None   # a serial link opened before the runtime is linked
         self._registry_id: Optional[str] = None
         self._registry_path: Optional[Path] = None
         self._gdb_server: Optional[tuple] = None   # (host, port, registers, bp kind) of a gdb-server device
@@ -195,10 +196,19 @@ class Session:
         """Over a serial link: the stub's hooks the runtime calls (its call-return and console)."""
         if self.cfg.transport_kind != "serial":
             return {}
+        if not self.cfg["transport"].get("uart"):   # a stub flashed from elsewhere: ask it where its hooks are
+            if self._early is None:
+                self._early = self._open_serial(self.cfg["transport"].get("url"))
+            return {"UTVMDoneHook": self._early.info["done_hook"], "UTVMConsoleHook": self._early.info["console_hook"]}
         from .export import serial_stub   # builds (or finds in the cache) the stub for this device
         self._stub_elf = serial_stub(self.cfg)
         with ElfFile(self._stub_elf) as elf:
             return {name: elf.get_symbol(name).value for name in ("UTVMDoneHook", "UTVMConsoleHook")}
+
+    def _open_serial(self, url: str) -> Transport:
+        from .transport.serial import SerialTransport
+        return SerialTransport(url, baudrate=self.cfg["transport"].get("baudrate", 115200),
+                               console=self.workdir / "console.log", little_endian=self.cfg.little_endian)
 
     def _console_file(self) -> Optional[Path]:
         """The file the device's console channel writes to, when this session started it."""
@@ -263,8 +273,11 @@ class Session:
     def _start_serial(self, t: Dict[str, Any]) -> Transport:
         """The serial stub: QEMU booting it (its UART0 served on a loopback port), or a board's
         port; checks that the stub is the build this session links against."""
-        from .transport.serial import SerialTransport
         url = t.get("url")
+        if self._early is not None:   # connected already, to learn where the stub's hooks are
+            tr, self._early = self._early, None
+            self._check_stub_memory(tr)
+            return tr
         if t.get("launch") == "qemu":
             extra = (["-bios", "none"] if self.cfg.abi["elf_machine"] == "EM_RISCV" else []) + \
                 (["-icount", "shift=0"] if t.get("icount") else [])
@@ -272,25 +285,30 @@ class Session:
                                            serial_server=True)
             self._processes.append(qemu)
             url = f"socket://127.0.0.1:{port}"
-        tr = SerialTransport(url, baudrate=t.get("baudrate", 115200), console=self.workdir / "console.log",
-                             little_endian=self.cfg.little_endian)
+        tr = self._open_serial(url)
         want = self._stub_symbols()
         if (tr.info["done_hook"], tr.info["console_hook"]) != (want["UTVMDoneHook"], want["UTVMConsoleHook"]):
             tr.close()
             raise LinkError(f"the serial stub on {url} is another build than this utvm-host's for '{self.cfg.name}' "
                             "(its hooks are elsewhere): flash the one `utvm-host firmware --device ...` writes")
+        self._check_stub_memory(tr)
+        return tr
+
+    def _check_stub_memory(self, tr) -> None:
         for end in (tr.info["stub_end"], tr.info["stub_code_end"]):   # the stub's memory ends inside a region?
             for region in self.cfg["memory"]:
                 if region["start"] < end <= region["start"] + region["size"]:
                     tr.close()
                     raise ConfigError(f"cfg['memory'] region {region['name']!r} overlaps the serial stub (which uses "
                                       f"memory up to 0x{end:x} there); start the region after that")
-        return tr
 
     def close(self, keep_logs: bool = False) -> None:
         """Stop the device's processes and forget its state. Safe to call twice. The session's
         folder (links, logs) is removed unless ``keep_logs``."""
         self.console.close()
+        if self._early is not None:
+            self._early.close()
+            self._early = None
         if self._registry_path is not None:
             registry.withdraw(self._registry_path)
             self._registry_path = None
