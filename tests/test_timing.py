@@ -30,13 +30,15 @@ class TestTimeEvaluator:
             assert len(set(r.values)) == 1 and r.values[0] > 0  # exact: every repeat the same
             assert abs(r.mean - r.values[0] / 100e6) < 1e-12     # seconds at the configured 100 MHz
         elif cfg.abi["elf_machine"] == "EM_RISCV":
-            assert r.counter == "cycles" and all(v > 0 for v in r.values)
+            # QEMU's counters follow the host's clock: on a loaded machine one repeat can come in
+            # under the loop overhead subtracted from it, so the median is what must be positive
+            assert r.counter == "cycles" and sorted(r.values)[2] > 0
             with pytest.raises(UtvmError) as e:
                 r.mean
             assert str(e.value) == ("the device counts cycles at an unknown rate, so there are no seconds: set "
                                     "cfg['clock_hz'] (the raw counts are in .values)")
-        else:   # Cortex-M under QEMU: SysTick at the 25 MHz core clock (QEMU has no DWT)
-            assert r.counter == "cycles" and all(v > 0 for v in r.values)
+        else:   # Cortex-M under QEMU: SysTick at the 25 MHz core clock (QEMU has no DWT), host-clocked
+            assert r.counter == "cycles" and sorted(r.values)[2] > 0
             assert abs(r.mean - sum(r.values) / 4 / 25e6) < 1e-12
         assert expected in (None, "nanoseconds")
 
