@@ -17,6 +17,11 @@ def repeat(fn: Callable[[], object], *, number: int, repeat: int = 5) -> List[fl
     return samples
 
 
+def met(value: float, goal: float, at_most: bool = True) -> str:
+    """"OK" when ``value`` meets ``goal`` (at most it, or with ``at_most=False`` at least it), else "MISSED"."""
+    return "OK" if (value <= goal if at_most else value >= goal) else "MISSED"
+
+
 def median(samples: List[float]) -> float:
     return statistics.median(samples)
 

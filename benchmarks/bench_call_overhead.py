@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, repeat  # noqa: E402
+from _common import median, met, repeat  # noqa: E402
 
 from utvm_host import Session, build, devices  # noqa: E402
 
@@ -59,7 +59,7 @@ def main() -> None:
     floor = pipe_round_trip()
     print("call overhead on the host device (median of 5 x 2000 calls)")
     print(f"  empty()                      {t_empty * 1e6:7.1f} us   goal <= 50 us   "
-          f"{'OK' if t_empty <= 50e-6 else 'MISSED'}")
+          f"{met(t_empty, 50e-6)}")
     print(f"  add(1, 2) -> int             {t_add * 1e6:7.1f} us")
     print(f"  touch(tensor, tensor, 64)    {t_tensors * 1e6:7.1f} us")
     print(f"  touch(array, array, 64)      {t_arrays * 1e6:7.1f} us   (copy in + copy out)")

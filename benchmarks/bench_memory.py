@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, repeat  # noqa: E402
+from _common import median, met, repeat  # noqa: E402
 
 from utvm_host import Session, devices  # noqa: E402
 
@@ -32,9 +32,9 @@ def main() -> None:
     gb = SIZE / 1e9
     print(f"host device memory throughput, {SIZE >> 20} MiB transfers (median of 5 x 3)")
     print(f"  transport.write              {gb / t_write:7.2f} GB/s   goal >= 1 GB/s   "
-          f"{'OK' if gb / t_write >= 1 else 'MISSED'}")
+          f"{met(gb / t_write, 1, at_most=False)}")
     print(f"  transport.readinto           {gb / t_read:7.2f} GB/s   goal >= 1 GB/s   "
-          f"{'OK' if gb / t_read >= 1 else 'MISSED'}")
+          f"{met(gb / t_read, 1, at_most=False)}")
     print(f"  sess.tensor(array) + free    {gb / t_tensor:7.2f} GB/s")
     print(f"  tensor.numpy()               {gb / t_numpy:7.2f} GB/s")
     print(f"  numpy copyto (reference)     {gb / t_copy:7.2f} GB/s")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import gdb_restore_dump, median, repeat  # noqa: E402
+from _common import gdb_restore_dump, median, met, repeat  # noqa: E402
 
 from utvm_host import Session, build, devices  # noqa: E402
 
@@ -57,10 +57,10 @@ def main() -> None:
     w_ratio, r_ratio = median(gdb_w) / median(ours_w), median(gdb_r) / median(ours_r)
     print(f"QEMU {machine} over its gdbstub, one QEMU, one run ({SIZE >> 20} MiB transfers)")
     print(f"  write: ours {mb / median(ours_w):6.1f} MB/s   gdb restore {mb / median(gdb_w):6.1f} MB/s   "
-          f"ours/gdb {w_ratio:5.2f} (goal >= 0.9) {'OK' if w_ratio >= 0.9 else 'MISSED'}")
+          f"ours/gdb {w_ratio:5.2f} (goal >= 0.9) {met(w_ratio, 0.9, at_most=False)}")
     print(f"  read:  ours {mb / median(ours_r):6.1f} MB/s   gdb dump    {mb / median(gdb_r):6.1f} MB/s   "
-          f"ours/gdb {r_ratio:5.2f} (goal >= 0.9) {'OK' if r_ratio >= 0.9 else 'MISSED'}")
-    print(f"  empty call: {t_call * 1e3:.3f} ms (goal <= 1 ms) {'OK' if t_call <= 1e-3 else 'MISSED'}")
+          f"ours/gdb {r_ratio:5.2f} (goal >= 0.9) {met(r_ratio, 0.9, at_most=False)}")
+    print(f"  empty call: {t_call * 1e3:.3f} ms (goal <= 1 ms) {met(t_call, 1e-3)}")
 
 
 if __name__ == "__main__":

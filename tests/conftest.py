@@ -17,14 +17,37 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "kernels"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def missing(message: str) -> None:
+    """Something the test needs is not installed: skip on a developer machine, fail in CI."""
+    if IN_CI:
+        pytest.fail(f"CI: {message}")
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (run `make setup`)"
-        if IN_CI:
-            pytest.fail(f"CI: {message}")
-        pytest.skip(message)
+        missing(f"{name} is not installed (run `make setup`)")
     return path
+
+
+def require_tvm():
+    """Apache TVM (the optional extra `tvm`), imported."""
+    try:
+        import tvm
+    except ImportError as exc:
+        missing(f"Apache TVM is not installed ({exc}); run `make setup` (pip install '.[tvm]')")
+    return tvm
+
+
+def session_for(cfg):
+    """A session opened for a module-scoped fixture (``yield from session_for(cfg)``), closed
+    after the module's tests."""
+    s = Session(cfg).open()
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 CROSS = {
@@ -51,9 +74,7 @@ def require_spike() -> None:
     try:
         launch.find_spike()
     except ToolNotFoundError as exc:
-        if IN_CI:
-            pytest.fail(f"CI: {exc}")
-        pytest.skip(str(exc))
+        missing(str(exc))
 
 
 def require_qemu(program: str, compiler: str):
@@ -106,11 +127,7 @@ def is_host(cfg) -> bool:
 def sess(cfg):
     """One session per device and test module (opening one starts processes). Opened without
     `with`, so it is not the current session that a bare load() would use."""
-    s = Session(cfg).open()
-    try:
-        yield s
-    finally:
-        s.close()
+    yield from session_for(cfg)
 
 
 @pytest.fixture(scope="module")

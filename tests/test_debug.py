@@ -6,7 +6,7 @@ import pytest
 
 from utvm_host import ConfigError, DeviceError, DeviceFault, Session, build, devices
 
-from conftest import KERNELS, device_cfg, require_tool
+from conftest import KERNELS, device_cfg, require_tool, session_for
 
 DEBUG_DEVICES = ["spike-rv32", "qemu-riscv32", "qemu-cortex-m3"]
 
@@ -19,11 +19,7 @@ def dcfg(request):
 
 @pytest.fixture(scope="module")
 def dsess(dcfg):
-    s = Session(dcfg).open()
-    try:
-        yield s
-    finally:
-        s.close()
+    yield from session_for(dcfg)
 
 
 @pytest.fixture(scope="module")

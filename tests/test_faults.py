@@ -234,7 +234,8 @@ class TestFaults:
         # A fault the real kernel cannot produce on its own: the CPU process dies from outside
         # (e.g. the OOM killer). Injected by killing it, as the test says.
         if not is_host(cfg):
-            pytest.skip("injects the death of the host device's CPU process; a simulator that dies is relaunched by the same recovery, not yet tested by killing one")
+            pytest.skip("kills the host device's CPU process from outside (an injected fault); starting a simulator "
+                        "again goes through the same recovery, run for real by the serial devices' timeout test")
         faults, vadd = mods
         os.kill(sess.transport.cpu.pid, signal.SIGKILL)
         time.sleep(0.05)

@@ -14,7 +14,7 @@ from utvm_host.export import export_firmware
 from utvm_host.graph import Graph, GraphBuilder, GraphExecutor
 from utvm_host.transport import CountingTransport
 
-from conftest import IN_CI, device_cfg, is_host, require_qemu, require_spike
+from conftest import device_cfg, is_host, require_qemu, require_spike, require_tvm
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples" / "cifar10"))
 import model as cifar  # noqa: E402  (the example model: kernels, builder, numpy reference)
@@ -277,13 +277,8 @@ def test_firmware_is_refused_for_devices_it_cannot_end_on(graph, tmp_path):
 # ---- TVM kernels in a graph ----------------------------------------------------------------
 
 def test_tvm_generated_kernels_in_a_graph_host_driven_and_standalone(tmp_path):
-    try:
-        import tvm
-        from tvm import te, topi
-    except ImportError as exc:
-        if IN_CI:
-            pytest.fail(f"CI: Apache TVM is not installed ({exc})")
-        pytest.skip(f"Apache TVM is not installed ({exc})")
+    tvm = require_tvm()
+    from tvm import te, topi
     x = te.placeholder((4, 16), name="X")
     w = te.placeholder((8, 16), name="W")
     dense = te.create_prim_func([x, w, topi.nn.relu(topi.nn.dense(x, w))]).with_attr("global_symbol", "dense_relu")

@@ -16,18 +16,7 @@ from utvm_host.elf import ElfFile
 from utvm_host.toolchain import check_target
 from utvm_host.toolchain import Library, tvm_include_dirs
 
-from conftest import CROSS, IN_CI, device_cfg, require_tool
-
-
-def require_tvm():
-    try:
-        import tvm
-    except ImportError as exc:
-        message = f"Apache TVM is not installed ({exc}); run `make setup` (pip install '.[tvm]')"
-        if IN_CI:
-            pytest.fail(f"CI: {message}")
-        pytest.skip(message)
-    return tvm
+from conftest import CROSS, device_cfg, require_tool, require_tvm, session_for
 
 
 def prim(name, tensors):
@@ -118,11 +107,7 @@ def tcfg(request):
 
 @pytest.fixture(scope="module")
 def tsess(tcfg):
-    s = Session(tcfg).open()
-    try:
-        yield s
-    finally:
-        s.close()
+    yield from session_for(tcfg)
 
 
 @pytest.fixture(scope="module")

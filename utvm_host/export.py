@@ -337,6 +337,8 @@ def serial_stub(cfg: DeviceConfig, path: Optional[Union[str, Path]] = None) -> P
     arch = FIRMWARE_STUBS / _FW_ARCH[machine]
     sources = [DEVICE_STUBS / "serial" / "utvm_serial_stub.c", FIRMWARE_STUBS / "utvm_firmware.c"] + \
         sorted(arch.glob("*.c")) + sorted(arch.glob("*.S"))
+    if machine == "EM_RISCV":   # the startup's fault path writes through HTIF: its mailboxes and write
+        sources.append(DEVICE_STUBS / "riscv" / "utvm_riscv.c")
     mem = cfg.get("transport", {}).get("stub_memory") or cfg["memory"]
     code, ram = mem[0], mem[-1]
     stub_cfg = DeviceConfig(dict(cfg))

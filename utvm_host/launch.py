@@ -8,6 +8,7 @@ addresses, which its log line says).
 """
 from __future__ import annotations
 
+import abc
 import atexit
 import ctypes
 import importlib.util
@@ -66,7 +67,7 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
-class _Process:
+class _Process(abc.ABC):
     """What every started program offers: its pid, whether it runs, the end of its log, and a
     stop that always ends it (ask, wait ``grace`` seconds, kill)."""
 
@@ -74,8 +75,9 @@ class _Process:
     log_path: Path
     _finalizer: Optional[weakref.finalize] = None
 
+    @abc.abstractmethod
     def _ask_to_stop(self, proc: subprocess.Popen) -> None:
-        raise NotImplementedError
+        """The polite way to end this program (a quit request, SIGTERM)."""
 
     def stop(self, grace: float = 2.0) -> None:
         """End the process: ask politely, then kill. Safe to call twice."""

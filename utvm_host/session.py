@@ -780,18 +780,8 @@ class Session:
         if self._num_tasks != 1:
             tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", 1))
             self._num_tasks = 1
-        stack = self._stack_block
-        try:
-            stop = tr.run(self._entry, stack_base=stack.start, stack_size=stack.size,
-                          stop_at=self._sym["UTVMDone"], timeout=timeout,
-                          results=3 if timing is not None else fn._result_regs)
-        except ConnectionLost as exc:
-            recovered = self._recover(f"the device went away during '{fn.name}'")
-            raise ConnectionLost(f"{exc} while calling kernel '{fn.name}'; {recovered}") from None
-        except BaseException:
-            if not tr.alive:
-                self._recover("a call was interrupted")
-            raise
+        stop = self._execute(timeout, 3 if timing is not None else fn._result_regs, f"'{fn.name}'",
+                             f"calling kernel '{fn.name}'", "a call")
         if stop.kind != "done":
             self._raise_stop(fn, stop, timeout)
         if stop.result is not None:  # the runtime's summary came back in registers
@@ -809,6 +799,22 @@ class Session:
         done = tr.read(tasks, self._task_stride)
         status, error = self._status.unpack_from(done, self._task_off["status"])
         return status, error, tr.read(ret_addr, abi.SLOT_SIZE), self._read_counts(timing)
+
+    def _execute(self, timeout: Optional[float], results: int, during: str, doing: str, what: str) -> StopInfo:
+        """Run the runtime's entry on the device stack until UTVMDone; a lost link or an
+        interrupted run is recovered from before the error goes on (``during``, ``doing`` and
+        ``what`` word the messages)."""
+        tr, stack = self.transport, self._stack_block
+        try:
+            return tr.run(self._entry, stack_base=stack.start, stack_size=stack.size, stop_at=self._sym["UTVMDone"],
+                          timeout=timeout, results=results)
+        except ConnectionLost as exc:
+            recovered = self._recover(f"the device went away during {during}")
+            raise ConnectionLost(f"{exc} while {doing}; {recovered}") from None
+        except BaseException:
+            if not tr.alive:
+                self._recover(f"{what} was interrupted")
+            raise
 
     def _read_counts(self, timing: Optional[Tuple[int, int]]) -> Tuple[int, ...]:
         if timing is None:
@@ -859,18 +865,8 @@ class Session:
         if self._num_tasks != n:
             tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", n))
             self._num_tasks = n
-        stack = self._stack_block
         first = chunk[0].function
-        try:
-            stop = tr.run(self._entry, stack_base=stack.start, stack_size=stack.size,
-                          stop_at=self._sym["UTVMDone"], timeout=timeout, results=3)
-        except ConnectionLost as exc:
-            recovered = self._recover(f"the device went away during a batch of {n} calls")
-            raise ConnectionLost(f"{exc} while running a batch of {n} calls; {recovered}") from None
-        except BaseException:
-            if not tr.alive:
-                self._recover("a batch was interrupted")
-            raise
+        stop = self._execute(timeout, 3, f"a batch of {n} calls", f"running a batch of {n} calls", "a batch")
 
         def current() -> "BoundCall":   # the call the device was in when it stopped
             try:

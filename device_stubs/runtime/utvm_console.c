@@ -42,21 +42,8 @@ static void channel_write(const char *s, size_t n) {
   }
 }
 #elif defined(UTVM_CONSOLE_HTIF)
-extern volatile uint64_t tohost;
-extern volatile uint64_t fromhost;
-static void channel_write(const char *s, size_t n) {
-  volatile uint64_t magic[8] __attribute__((aligned(64)));
-  magic[0] = 64; /* SYS_write */
-  magic[1] = 1;
-  magic[2] = (uintptr_t)s;
-  magic[3] = n;
-  __sync_synchronize();
-  tohost = (uintptr_t)magic;
-  while (fromhost == 0) {
-  }
-  fromhost = 0;
-  __sync_synchronize();
-}
+void utvm_htif_write(const char *buf, size_t n); /* device_stubs/riscv */
+static void channel_write(const char *s, size_t n) { utvm_htif_write(s, n); }
 #elif defined(UTVM_CONSOLE_FD)
 long utvm_sys_write(int fd, const void *buf, size_t n); /* device_stubs/linux */
 static void channel_write(const char *s, size_t n) {

@@ -43,12 +43,6 @@ static void lock_guard(void) {
 static void lock_guard(void) {}
 #endif
 
-#if defined(__riscv)
-/* The firmware startup's fault path reports through HTIF (Spike); give it its mailboxes. */
-volatile uint64_t tohost __attribute__((aligned(64)));
-volatile uint64_t fromhost __attribute__((aligned(64)));
-#endif
-
 /* ---- the UART (the same kinds as the console) ------------------------------------------- */
 #if defined(UTVM_SERIAL_NS16550)
 #define UART ((volatile uint8_t *)(uintptr_t)(UTVM_SERIAL_NS16550))

@@ -1,24 +1,13 @@
 /* utvm-host standalone firmware for RISC-V under Spike: the console and the exit go through
- * HTIF (tohost/fromhost, defined by the device runtime): a write(1, buf, n) system call that
- * Spike's front end performs, and tohost = status << 1 | 1 to end with that exit status. */
+ * HTIF (tohost/fromhost and the write, in device_stubs/riscv/utvm_riscv.c): a write(1, buf, n)
+ * system call that Spike's front end performs, and tohost = status << 1 | 1 to end with that
+ * exit status. */
 #include "../utvm_firmware.h"
 
 extern volatile uint64_t tohost;
-extern volatile uint64_t fromhost;
+void utvm_htif_write(const char *buf, size_t n); /* device_stubs/riscv/utvm_riscv.c */
 
-void utvm_fw_write(const char *buf, size_t n) {
-  volatile uint64_t magic[8] __attribute__((aligned(64)));
-  magic[0] = 64; /* SYS_write */
-  magic[1] = 1;  /* stdout */
-  magic[2] = (uintptr_t)buf;
-  magic[3] = n;
-  __sync_synchronize();
-  tohost = (uintptr_t)magic;
-  while (fromhost == 0) {
-  }
-  fromhost = 0;
-  __sync_synchronize();
-}
+void utvm_fw_write(const char *buf, size_t n) { utvm_htif_write(buf, n); }
 
 void utvm_fw_exit(int status) {
   __sync_synchronize();
