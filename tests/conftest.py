@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,13 @@ import pytest
 
 from utvm_host import Session, ToolNotFoundError, build, devices
 from utvm_host import launch
+
+# This run's temporary files (session folders among them) in a folder of its own, so checks for
+# leftovers see only this run's, even with other test runs on the machine. 0711: other users may
+# pass through (tests acting as another user need to reach what they try to open) but not list it.
+_RUN_TMP = tempfile.mkdtemp(prefix="utvm-host-tests-")
+os.chmod(_RUN_TMP, 0o711)
+os.environ["TMPDIR"] = tempfile.tempdir = _RUN_TMP
 
 KERNELS = Path(__file__).parent / "kernels"
 EXAMPLES = Path(__file__).parent.parent / "examples" / "kernels"
@@ -170,7 +178,8 @@ def _host_cpu_children(programs=DEVICE_PROGRAMS) -> list:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         argv0 = cmd.split(b"\0", 1)[0].rsplit(b"/", 1)[-1]
-        if ppid == me and any(argv0.startswith(p) for p in programs):
+        keeper = b"netns_keeper.py" in cmd   # the keeper of a session's private network (python)
+        if ppid == me and (keeper or any(argv0.startswith(p) for p in programs)):
             found.append(int(entry))
     return found
 
@@ -184,7 +193,30 @@ def pytest_sessionfinish(session, exitstatus):
     """After every test: no device process may be left running."""
     import gc
     gc.collect()
+    shutil.rmtree(_RUN_TMP, ignore_errors=True)
     left = _host_cpu_children()
     if left:
         print(f"\nERROR: {len(left)} device process(es) left running after the tests: {left}")
         session.exitstatus = 1
+
+
+def _session_folders() -> set:
+    root = Path(tempfile.gettempdir())
+    return {p.name for p in root.glob("utvm-session-*")}
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request):
+    """In the fault suite (tests/faults/), every test leaves no more device processes and no
+    more session folders than it found, however the device died."""
+    if "faults" not in Path(str(request.node.fspath)).parts:
+        yield
+        return
+    import gc
+    processes, folders = len(_host_cpu_children()), _session_folders()
+    yield
+    gc.collect()
+    left = len(_host_cpu_children())
+    assert left <= processes, f"{left - processes} device process(es) left running by {request.node.name}"
+    assert _session_folders() <= folders, f"session folders left by {request.node.name}: " \
+                                          f"{sorted(_session_folders() - folders)}"

@@ -122,14 +122,16 @@ def test_info_and_debug_find_a_session_of_another_process(runtime_dir):
         records = json.loads(info.stdout)
         assert info.returncode == 0 and len(records) == 1
         rec = records[0]
-        assert (rec["pid"], rec["device"], rec["gdb"]["port"]) == (os.getpid(), "spike-rv32imac", sess.gdb_port)
+        # gdb reaches the OpenOCD in the session's private network through a socket in its 0700 folder
+        assert (rec["pid"], rec["device"], rec["gdb"]["socket"]) == (os.getpid(), "spike-rv32imac", sess.gdb_target)
+        assert sess.gdb_target == str(sess.workdir / "openocd-gdb.sock")
         assert rec["modules"][0]["kernels"] == ["accumulate"]
         assert "session " + rec["id"] + ": spike-rv32imac (rv32imac, openocd)" in cli("info").stdout
         out = cli("debug")
         assert out.returncode == 0 and out.stderr == ""
         argv = shlex.split(out.stdout)
         text = mod.image.blocks[0].start
-        assert argv[:2] == ["gdb-multiarch", "-nx"] and f"target remote 127.0.0.1:{sess.gdb_port}" in argv
+        assert argv[:2] == ["gdb-multiarch", "-nx"] and f"target remote {sess.gdb_target}" in argv
         assert f"add-symbol-file {mod.image.elf_path} 0x{text:x}" in " ".join(argv)
         # the printed command attaches while this session holds the device
         gdb = subprocess.run(argv + ["-batch", "-ex", "info line accumulate", "-ex", "disconnect"],

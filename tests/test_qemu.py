@@ -62,11 +62,11 @@ class TestLifecycle:
         layout = MemoryLayout([(r.name, r.start, r.size, r.align) for r in cfg.resolved_layout()])
         boot = Linker(cfg, layout, tmp_path).place(build_runtime(cfg), "boot", {})
         extra = ["-bios", "none"] if machine.startswith("riscv") else []
-        qemu, port = launch.start_qemu(cfg["transport"]["qemu"], cfg["transport"]["machine"], Path(boot.elf_path),
+        qemu, endpoint = launch.start_qemu(cfg["transport"]["qemu"], cfg["transport"]["machine"], Path(boot.elf_path),
                                        tmp_path, extra=extra)
         try:
             memory = [(m["start"], m["size"]) for m in cfg["memory"]]
-            attach = devices.gdb_remote("127.0.0.1", port, arch=cfg["arch"], memory=memory)
+            attach = devices.gdb_remote(endpoint.path, arch=cfg["arch"], memory=memory)
             with Session(attach) as sess:
                 assert sess._processes == []
                 load_and_check_vadd(sess, attach)

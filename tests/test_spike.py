@@ -40,7 +40,7 @@ class TestLifecycle:
         before = set(host_cpu_children())
         with Session(devices.spike(isa="rv32imac")) as sess:
             started = set(host_cpu_children()) - before
-            assert len(started) == 2 and [p.name for p in sess._processes] == ["spike", "openocd"]
+            assert len(started) == 3 and [p.name for p in sess._processes] == ["private-network", "spike", "openocd"]
         assert set(host_cpu_children()) == before
 
     def test_exception_and_garbage_collection_stop_them(self, host_cpu_children):
@@ -50,7 +50,7 @@ class TestLifecycle:
                 raise RuntimeError("user code failed")
         assert set(host_cpu_children()) == before
         sess = Session(devices.spike(isa="rv32imac")).open()
-        assert len(set(host_cpu_children()) - before) == 2
+        assert len(set(host_cpu_children()) - before) == 3   # the private network keeper, Spike, OpenOCD
         del sess
         gc.collect()
         assert set(host_cpu_children()) == before
@@ -82,7 +82,7 @@ class TestAttach:
         spike, rbb, tmp = running_spike
         ocd, tcl, _ = launch.start_openocd([], launch.spike_openocd_commands(rbb), tmp)
         try:
-            cfg = devices.spike(isa="rv32imac", base_addr=0x80000000, server_addr="127.0.0.1", server_port=tcl)
+            cfg = devices.spike(isa="rv32imac", base_addr=0x80000000, server_addr="127.0.0.1", server_port=tcl.port)
             before = set(host_cpu_children())
             with Session(cfg) as sess:
                 assert sess._processes == []                     # nothing started: attached
@@ -98,7 +98,9 @@ class TestAttach:
         spike, rbb, _ = running_spike
         board = tmp_path / "spike-board.cfg"
         board.write_text("\n".join(launch.spike_openocd_commands(rbb)) + "\n")
-        cfg = devices.openocd(config_files=[str(board)], arch="rv32imac", memory=[(0x80000000, 16 << 20)])
+        # The test's Spike listens in the machine's network: this OpenOCD must run there too.
+        cfg = devices.openocd(config_files=[str(board)], arch="rv32imac", memory=[(0x80000000, 16 << 20)],
+                              private_network=False)
         with Session(cfg) as sess:
             assert [p.name for p in sess._processes] == ["openocd"]
             load_and_check_vadd(sess, cfg)

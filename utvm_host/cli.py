@@ -95,7 +95,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from . import registry
-    records = registry.running()
+    records, refused = registry.scan()
+    for _, reason in refused:
+        print(reason, file=sys.stderr)
     if args.json:
         print(json.dumps(records, indent=1))
         return EXIT_OK
@@ -104,7 +106,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     for r in records:
         gdb = r.get("gdb")
-        port = f"gdb {gdb['host']}:{gdb['port']}" if gdb else "no gdb port"
+        port = ("no gdb port" if not gdb else f"gdb {gdb['socket']}" if "socket" in gdb
+                else f"gdb {gdb['host']}:{gdb['port']}")
         print(f"session {r['id']}: {r['device']} ({r['arch']}, {r['transport']}), pid {r['pid']}, {port}")
         for m in r.get("modules", []):
             sections = ", ".join(f"{k} 0x{v:x}" for k, v in m["sections"].items())
@@ -114,20 +117,26 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _pick_session(wanted: Optional[str]):
+    """(the checked records matching ``wanted``, (file, reason) of every refused record)."""
     from . import registry
-    records = registry.running()
+    records, refused = registry.scan()
     if wanted:
         records = [r for r in records if r["id"] == wanted or str(r["pid"]) == wanted]
-    return records
+    return records, refused
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
     from .debug import gdb_command_line
     from .errors import UtvmError
-    records = _pick_session(args.session)
+    # Only checked records get here (registry.validate): every field that reaches the gdb
+    # command line is a known arch, a path inside the session's own 0700 folder, 127.0.0.1 and a
+    # port, or a socket in that folder; the gdb program comes from --gdb, never from a record.
+    records, refused = _pick_session(args.session)
     if not records:
         print("no matching utvm-host session is running: open one (with Session(cfg) as sess: ...) in the "
               "notebook or script first" + (f" (asked for {args.session})" if args.session else ""), file=sys.stderr)
+        for _, reason in refused:
+            print(reason, file=sys.stderr)
         return EXIT_FAILED
     if len(records) > 1 and not args.session:
         print("several sessions are running; pick one by id:\n  " + "\n  ".join(
@@ -139,7 +148,7 @@ def cmd_debug(args: argparse.Namespace) -> int:
     except UtvmError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAILED
-    if not record["gdb"].get("shared"):
+    if not record["gdb"]["shared"]:
         print(f"note: the session (pid {record['pid']}) holds {record['device']}'s only gdb connection; in it, "
               "sess.debugger() debugs in place, or close it first", file=sys.stderr)
     if args.run:

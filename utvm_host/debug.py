@@ -61,7 +61,8 @@ def gdb_command_line(record: Dict[str, Any], gdb: str = GDB) -> List[str]:
         command = add_symbol_file_command(mod["elf"], mod["sections"])
         if command:
             argv += ["-ex", command]
-    return argv + ["-ex", f"target remote {endpoint['host']}:{endpoint['port']}"]
+    target = endpoint["socket"] if endpoint.get("socket") else f"{endpoint['host']}:{endpoint['port']}"
+    return argv + ["-ex", f"target remote {target}"]
 
 
 class MiClient:
@@ -197,7 +198,7 @@ class Debugger:
             raise ToolNotFoundError(gdb or GDB, "install the Debian package gdb-multiarch "
                                                 "(apt-get install -y gdb-multiarch), or run `make setup`")
         self.session = session
-        host, port = session._debug_endpoint()
+        target = session._debug_endpoint().gdb_target()
         self.mi = MiClient([path, "--nx", "--quiet", "--interpreter=mi3"])
         self._done_addr = session._sym["UTVMDone"] & ~1
         self._riscv = session.cfg.abi["elf_machine"] == "EM_RISCV"
@@ -214,7 +215,7 @@ class Debugger:
             self.mi.command(f"-file-exec-and-symbols {session.runtime.elf_path}")
             for mod in session.modules:
                 self._add_symbols(mod)
-            self.mi.command(f"-target-select remote {host}:{port}", timeout=30)
+            self.mi.command(f"-target-select remote {target}", timeout=30)
             self.mi.wait_stop(0, 2.0)   # the halted target's first stop report: not a new stop
             self._seen = len(self.mi.stops)
             self.attached = True
@@ -225,7 +226,7 @@ class Debugger:
             self.mi.close()
             session._debugger_gone(inner)
             raise
-        log.info("debugger attached to %s:%d", host, port)
+        log.info("debugger attached to %s", target)
 
     # -- symbols -----------------------------------------------------------------------------
 

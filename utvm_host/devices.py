@@ -316,10 +316,15 @@ def _check_board_memory(memory: Sequence[Tuple[int, int]]) -> None:
         raise ConfigError("a board needs its memory: pass memory=[(start, size), ...] (e.g. the SRAM)")
 
 
-def gdb_remote(host: str, port: int, *, arch: str, memory: Sequence[Tuple[int, int]],
+def gdb_remote(host: str, port: Optional[int] = None, *, arch: str, memory: Sequence[Tuple[int, int]],
                timeout: float = 10.0) -> DeviceConfig:
-    """Any GDB server (OpenOCD's gdb port, J-Link, pyOCD, QEMU) someone already runs."""
-    transport = {"kind": "gdb", "launch": None, "server_addr": host, "server_port": int(port)}
+    """Any GDB server (OpenOCD's gdb port, J-Link, pyOCD, QEMU) someone already runs: at
+    ``host:port``, or, with ``port`` None, on the Unix socket ``host`` (e.g. QEMU's
+    ``-gdb unix:/path,server=on,wait=off``, which only users allowed into its folder reach)."""
+    if port is None:
+        transport = {"kind": "gdb", "launch": None, "server_socket": str(host)}
+    else:
+        transport = {"kind": "gdb", "launch": None, "server_addr": host, "server_port": int(port)}
     _check_board_memory(memory)
     if arch in _ARM_CORES:
         return _cortex_m(f"gdb-{arch}", arch, _memory(memory), transport, timeout)
@@ -327,10 +332,16 @@ def gdb_remote(host: str, port: int, *, arch: str, memory: Sequence[Tuple[int, i
 
 
 def openocd(config_files: Sequence[str], *, arch: str, memory: Sequence[Tuple[int, int]],
-            commands: Sequence[str] = (), timeout: float = 10.0) -> DeviceConfig:
-    """A board behind a debug probe, reached through an OpenOCD started with ``config_files``."""
+            commands: Sequence[str] = (), timeout: float = 10.0, private_network: bool = True) -> DeviceConfig:
+    """A board behind a debug probe, reached through an OpenOCD started with ``config_files``.
+
+    OpenOCD runs in a network namespace of the session's own (its Tcl and gdb ports are
+    reachable by nobody else; USB probes work as usual). An adapter OpenOCD reaches over the
+    network (remote_bitbang, jtag_vpi, a probe server) needs ``private_network=False``: then its
+    ports listen on 127.0.0.1, where other local users can connect (commands that run programs or
+    touch files are removed)."""
     transport = {"kind": "openocd", "launch": "openocd", "config_files": list(config_files),
-                 "commands": list(commands)}
+                 "commands": list(commands), "private_network": bool(private_network)}
     _check_board_memory(memory)
     if arch in _ARM_CORES:
         return _cortex_m(f"openocd-{arch}", arch, _memory(memory), transport, timeout)

@@ -23,6 +23,7 @@ disk afterwards, so :meth:`Section.data` keeps working after :meth:`ElfFile.clos
 from __future__ import annotations
 
 import bisect
+import functools
 import io
 import logging
 import os
@@ -31,7 +32,7 @@ import posixpath
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from elftools.common.exceptions import ELFError, ELFRelocationError
+from elftools.common.exceptions import DWARFError, ELFError, ELFRelocationError
 from elftools.elf import enums as _enums
 from elftools.construct import ConstructError
 from elftools.dwarf.compileunit import CompileUnit
@@ -264,6 +265,33 @@ _SPECIAL_SHNDX = {0: "SHN_UNDEF", 0xFFF1: "SHN_ABS", 0xFFF2: "SHN_COMMON"}
 _E_MACHINE = {v: k for k, v in _enums.ENUM_E_MACHINE.items() if isinstance(v, int)}
 _E_TYPE = {v: k for k, v in _enums.ENUM_E_TYPE.items() if isinstance(v, int)}
 _SH_TYPE_BASE = {v: k for k, v in _enums.ENUM_SH_TYPE_BASE.items() if isinstance(v, int)}
+#: What pyelftools (and the readers below) raise on a malformed file: a truncated table, an
+#: offset past the end, a broken DWARF chain. Turned into BuildError at the public methods.
+_MALFORMED = (ELFError, DWARFError, ConstructError, AssertionError, KeyError, IndexError, TypeError, ValueError,
+              OverflowError, AttributeError, ZeroDivisionError, EOFError, RecursionError, struct.error)
+
+
+def _reads(what: str) -> Callable:
+    """Decorate an :class:`ElfFile` method that parses ``what`` (e.g. "DWARF debug info"):
+    whatever a malformed file makes the parser raise comes out as :class:`BuildError` naming
+    the file and the part that is broken, and the file stays marked so (every later parse
+    raises the same way: half-built caches are never used)."""
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def guarded(self: "ElfFile", *args: Any, **kwargs: Any) -> Any:
+            if self._malformed is not None:
+                raise self._malformed_error(*self._malformed)
+            try:
+                return fn(self, *args, **kwargs)
+            except BuildError:
+                raise
+            except _MALFORMED as exc:
+                self._malformed = (what, exc)
+                raise self._malformed_error(what, exc) from exc
+        return guarded
+    return wrap
+
+
 _SH_TYPE_MACHINE = {
     machine: {v: k for k, v in table.items() if isinstance(v, int)}
     for machine, table in (("EM_ARM", _enums.ENUM_SH_TYPE_ARM), ("EM_AARCH64", _enums.ENUM_SH_TYPE_AARCH64),
@@ -294,6 +322,7 @@ class ElfFile:
                              f"bad magic number {blob[:4]!r} (expected b'\\x7fELF')")
         self._data_cache: Dict[int, bytes] = {}
         self._blob = blob
+        self._malformed: Optional[Tuple[str, BaseException]] = None   # (what, why) once a parse failed
         self._elf_obj: Optional[ELFFile] = None
         self._headers: Dict[int, Tuple[int, int, int, int, int]] = {}   # offset, size, type, flags, link
         if not self._parse_headers_fast():
@@ -306,8 +335,10 @@ class ElfFile:
                 self.flags: int = int(hdr["e_flags"])
                 self.sections: List[Section] = [self._make_section(i, s) for i, s in
                                                 enumerate(self._elf.iter_sections()) if i > 0]
-            except (ELFError, ConstructError) as exc:
-                raise BuildError(f"'{self.path}' is not an ELF file: {exc}") from exc
+            except BuildError:
+                raise
+            except _MALFORMED as exc:
+                raise BuildError(f"'{self.path}' is not an ELF file: {type(exc).__name__}: {exc}") from exc
         self._by_name = {s.name: s for s in reversed(self.sections)}
         self._symbols: Optional[List[Symbol]] = None
         self._sym_index: Optional[Dict[str, List[Symbol]]] = None
@@ -324,9 +355,16 @@ class ElfFile:
         if self._elf_obj is None:
             try:
                 self._elf_obj = ELFFile(io.BytesIO(self._blob))
-            except (ELFError, ConstructError) as exc:
-                raise BuildError(f"'{self.path}' is not an ELF file: {exc}") from exc
+            except _MALFORMED as exc:
+                raise BuildError(f"'{self.path}' is not an ELF file: {type(exc).__name__}: {exc}") from exc
         return self._elf_obj
+
+    def _malformed_error(self, what: str, exc: BaseException) -> BuildError:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if len(detail) > 200:
+            detail = detail[:200] + "..."
+        return BuildError(f"'{self.path}' is a malformed ELF file: its {what} cannot be read ({detail}); "
+                          "rebuild it, or pass the object file the compiler wrote")
 
     def _parse_headers_fast(self) -> bool:
         """Read the ELF header and section headers with struct (gABI "ELF Header", "Sections").
@@ -404,6 +442,7 @@ class ElfFile:
                        flags=sec["sh_flags"], offset=sec["sh_offset"],
                        _reader=lambda: self._section_bytes(index))
 
+    @_reads("section contents")
     def _section_bytes(self, index: int) -> bytes:
         data = self._data_cache.get(index)
         if data is None:
@@ -416,6 +455,25 @@ class ElfFile:
                 data = bytes(self._elf.get_section(index).data())
             self._data_cache[index] = data
         return data
+
+    def validate(self) -> None:
+        """Check what a linker trusts blindly, before handing it a file from elsewhere: every
+        section with contents lies inside the file, and the symbol table's links name real
+        sections. :class:`BuildError` naming the section otherwise (binutils may spend seconds
+        on a section that claims gigabytes, then fail with "file truncated")."""
+        for sec in self.sections:
+            if sec.type != "SHT_NOBITS" and sec.size and sec.offset + sec.size > len(self._blob):
+                raise BuildError(f"'{self.path}' is a malformed ELF file: section {sec.name!r} (index {sec.index}) "
+                                 f"claims {sec.size:,} bytes at offset {sec.offset:,}, past the end of the "
+                                 f"file ({len(self._blob):,} bytes); rebuild it, or pass the object file "
+                                 "the compiler wrote")
+        for sec in self.sections:
+            head = self._headers.get(sec.index)
+            if sec.type in ("SHT_SYMTAB", "SHT_REL", "SHT_RELA") and head is not None \
+                    and not 0 < head[4] <= len(self.sections):
+                raise BuildError(f"'{self.path}' is a malformed ELF file: section {sec.name!r} (index {sec.index}) "
+                                 f"links to section {head[4]}, which does not exist; rebuild it, or pass the "
+                                 "object file the compiler wrote")
 
     def get_section(self, name: str) -> Optional[Section]:
         """The first section called ``name``, or None."""
@@ -432,6 +490,7 @@ class ElfFile:
             self._symbols = self._parse_symtab()
         return iter(self._symbols)
 
+    @_reads("symbol table")
     def _parse_symtab(self) -> List["Symbol"]:
         # Decoded with struct straight from the section bytes (Elf32_Sym / Elf64_Sym, gABI
         # "Symbol Table"): pyelftools' per-symbol construct parsing costs ~0.1 ms a symbol,
@@ -503,6 +562,11 @@ class ElfFile:
 
     def iter_relocations(self) -> Iterator[Relocation]:
         """Every entry of every SHT_REL/SHT_RELA section, in file order."""
+        return iter(self._relocations())
+
+    @_reads("relocations")
+    def _relocations(self) -> List[Relocation]:
+        out: List[Relocation] = []
         for relsec in self._elf.iter_sections():
             if not isinstance(relsec, RelocationSection):
                 continue
@@ -515,10 +579,11 @@ class ElfFile:
                     name = sym.name
                     if not name and sym["st_info"]["type"] == "STT_SECTION":
                         name = self._section_name(sym["st_shndx"]) or ""
-                yield Relocation(section=target, offset=rel["r_offset"],
+                out.append(Relocation(section=target, offset=rel["r_offset"],
                                  type=rel["r_info_type"],
                                  type_name=self._reloc_type_name(rel["r_info_type"]),
-                                 symbol=name, addend=rel["r_addend"] if rel.is_RELA() else 0)
+                                 symbol=name, addend=rel["r_addend"] if rel.is_RELA() else 0))
+        return out
 
     # --- memory image -----------------------------------------------------------------
     def read(self, addr: int, n: int) -> bytes:
@@ -545,6 +610,7 @@ class ElfFile:
         return bytes(out)
 
     # --- DWARF ------------------------------------------------------------------------
+    @_reads("DWARF debug info")
     def _dwarf(self) -> Optional[DWARFInfo]:
         """The DWARFInfo (relocated for ET_REL), or None without debug info; cached."""
         if self._dwarf_cache is None:
@@ -712,6 +778,7 @@ class ElfFile:
             self._signatures = self._parse_signatures()
         return dict(self._signatures)
 
+    @_reads("DWARF function signatures")
     def _parse_signatures(self) -> Dict[str, Signature]:
         dw = self._dwarf()
         out: Dict[str, Signature] = {}
@@ -720,19 +787,30 @@ class ElfFile:
         defined = self.defined_symbols()
         has_symtab = self._elf.get_section_by_name(".symtab") is not None
         candidates: Dict[str, List[Tuple[DIE, CompileUnit]]] = {}
+        # Identical code folding (gcc -O2, -fipa-icf) keeps a folded function's symbol (a
+        # thunk or a copy) but leaves its DIE without code (no low_pc/ranges): such a DIE
+        # still describes a function this file defines when a FUNC symbol of its name is
+        # defined here, so it stands in when no DIE with code claims the name.
+        codeless: Dict[str, Tuple[DIE, CompileUnit]] = {}
         for cu in dw.iter_CUs():
             for die in cu.get_top_DIE().iter_children():
                 if (die.tag != "DW_TAG_subprogram" or "DW_AT_declaration" in die.attributes
-                        or not ("DW_AT_low_pc" in die.attributes or "DW_AT_ranges" in die.attributes)
                         or not self._attr(die, "DW_AT_external")):
                     continue
                 name = self._name(die)
                 if not name or (has_symtab and name not in defined):
                     continue
-                candidates.setdefault(name, []).append((die, cu))
+                if "DW_AT_low_pc" in die.attributes or "DW_AT_ranges" in die.attributes:
+                    candidates.setdefault(name, []).append((die, cu))
+                elif (has_symtab and defined[name].type == "FUNC" and "DW_AT_inline" not in die.attributes
+                      and "DW_AT_abstract_origin" not in die.attributes):
+                    codeless.setdefault(name, (die, cu))
         for name, dies in candidates.items():
             die, cu = self._pick(dies, defined.get(name))
             out[name] = self._signature(name, die, cu)
+        for name, (die, cu) in codeless.items():
+            if name not in out:
+                out[name] = self._signature(name, die, cu)
         return out
 
     def _pick(self, dies: List[Tuple[DIE, CompileUnit]], sym: Optional[Symbol]) -> Tuple[DIE, CompileUnit]:
@@ -773,6 +851,7 @@ class ElfFile:
                          line=self._attr(die, "DW_AT_decl_line"))
 
     # --- build attributes -------------------------------------------------------------
+    @_reads("build attributes")
     def attributes(self) -> Dict[str, Any]:
         """File-level build attributes (``.ARM.attributes``, ``.riscv.attributes``) by
         pyelftools' tag name without ``TAG_`` (``"ABI_VFP_ARGS"``, ``"ARCH"``); empty if none."""
@@ -793,7 +872,15 @@ class ElfFile:
         """``{member: (byte offset, byte size)}`` of the struct (or union) whose tag is
         ``name`` (``'struct foo'`` accepted) or that the typedef ``name`` denotes, in member
         order; members of anonymous struct/union members are flattened.  KeyError if no
-        complete definition exists in the DWARF."""
+        complete definition exists in the DWARF; :class:`BuildError` if the DWARF is malformed."""
+        out = self._struct_members(name)
+        if out is None:
+            raise KeyError(name)
+        return out
+
+    @_reads("DWARF type definitions")
+    def _struct_members(self, name: str) -> Optional[Dict[str, Tuple[int, int]]]:
+        """struct_layout's work: None when no complete definition of ``name`` exists."""
         if self._types_index is None:
             self._types_index = {}
             dw = self._dwarf()
@@ -810,7 +897,7 @@ class ElfFile:
         while die is not None and die.tag != "DW_TAG_structure_type" and die.tag != "DW_TAG_union_type":
             die = die.get_DIE_from_attribute("DW_AT_type") if "DW_AT_type" in die.attributes else None
         if die is None or not die.has_children:
-            raise KeyError(name)
+            return None
         out: Dict[str, Tuple[int, int]] = {}
         self._members(die, 0, out)
         return out
@@ -911,6 +998,7 @@ class ElfFile:
             i -= 1
         return best
 
+    @_reads("symbols and DWARF line table")
     def symbolize(self, addr: int) -> Optional[Location]:
         """Where ``addr`` is: the FUNC symbol whose ``[value, value+size)`` holds it (Thumb
         bit cleared on Arm; offset from the even start) and the file:line of the DWARF line

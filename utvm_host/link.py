@@ -9,8 +9,12 @@ Linking is done by the target's own linker (through the gcc driver, so the right
 2. *place*: allocate those sizes in the ``text``/``rodata``/``data``/``bss`` regions and link
    again at the allocated addresses. ``--no-relax`` (in the RISC-V configs) keeps sizes equal.
 
-Symbols of the device runtime and of libraries loaded earlier reach the linker as
-``--defsym`` absolute addresses: a library can call the runtime and other libraries.
+Symbols of the device runtime and of libraries loaded earlier reach the linker as absolute
+addresses in a generated script of quoted assignments (``"add" = 0x...;``; not ``--defsym``,
+which misreads names such as ``add`` or ``beef`` as hex numbers): a library can call the
+runtime and other libraries. A link's scripts are deleted once it is done, and a placed
+image's ELF when its module is unloaded (:meth:`LinkedImage.discard`), so a session's
+folder does not grow over load/unload cycles.
 """
 from __future__ import annotations
 
@@ -62,6 +66,15 @@ class LinkedImage:
             self._elf.close()
             self._elf = None
 
+    def discard(self) -> None:
+        """Close the image and delete its linked ELF (the module was unloaded: nothing will
+        symbolize or debug it again). Safe to call twice."""
+        self.close()
+        try:
+            os.unlink(self.elf_path)
+        except OSError:
+            pass
+
     @property
     def size(self) -> int:
         return sum(b.size for b in self.blocks)
@@ -93,9 +106,18 @@ class Linker:
         if measure:  # keep unresolved symbols in the output's symbol table so we can name them;
             # sections sit at their regions' starts and may overlap while only measuring
             cmd += ["-Wl,-q", "-Wl,--warn-unresolved-symbols", "-Wl,--no-check-sections"]
-        cmd += [lib.path] + [f"-Wl,--defsym={name}=0x{addr:x}" for name, addr in sorted(defsyms.items())]
+        symbols = script.with_name(script.name[:-len(".ld")] + ".syms.ld")
+        symbols.write_text(_symbol_script(defsyms))
+        cmd += [lib.path, str(symbols)]   # an implicit linker script: only symbol assignments
         cmd += tc.libs + ["-o", str(out)]
-        tc.run(cmd, f"linking '{lib.name}' for {self.cfg['arch']}")
+        try:
+            tc.run(cmd, f"linking '{lib.name}' for {self.cfg['arch']}")
+        finally:   # inputs of this link only: the session folder must not grow with every load
+            for path in (script, symbols):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def measure(self, lib: Library, externs: Mapping[str, int]) -> Dict[str, Tuple[int, int]]:
         """Link ``lib`` once where it would go to learn the real ``(size, align)`` of each output
@@ -112,8 +134,13 @@ class Linker:
         stem = self.workdir / f"{self._count:03d}_{_safe(lib.name)}"
         starts = {s: self.layout.regions_for(k)[0].start for s, k in SECTION_REGIONS.items()}
         measured = Path(f"{stem}.measure.elf")
-        self._link(lib, self._script(starts, Path(f"{stem}.measure.ld")), measured, defsyms, measure=True)
-        with ElfFile(measured) as elf:
+        try:
+            self._link(lib, self._script(starts, Path(f"{stem}.measure.ld")), measured, defsyms, measure=True)
+            elf = ElfFile(measured)
+        finally:
+            if measured.exists():
+                os.unlink(measured)
+        with elf:
             missing = [n for n in elf.undefined_symbols()
                        if (s := elf.get_symbol(n)) is not None and s.bind == "GLOBAL"]
             sizes: Dict[str, Tuple[int, int]] = {}
@@ -126,7 +153,6 @@ class Linker:
                                     ".rodata, .data and .bss are supported (no thread-local storage or "
                                     "constructors)")
                 sizes[sec.name] = (sec.size, sec.align)
-        os.unlink(measured)
         if missing:
             raise LinkError(
                 f"cannot load '{lib.name}': undefined symbol{'s' if len(missing) > 1 else ''} "
@@ -168,6 +194,7 @@ class Linker:
         own = set(lib.elf().defined_symbols())
         defsyms = {n: a for n, a in externs.items() if n not in own}
         blocks = self.reserve(lib, owner, externs)
+        final: Optional[Path] = None
         try:
             addresses = {s: self.layout.regions_for(k)[0].start for s, k in SECTION_REGIONS.items()}
             addresses.update({b.what: b.start for b in blocks})
@@ -179,6 +206,8 @@ class Linker:
         except BaseException:
             for block in blocks:
                 self.layout.free(block)
+            if final is not None and final.exists():
+                final.unlink()
             raise
         return image
 
@@ -202,6 +231,23 @@ class Linker:
             symbols = {name: sym.value for name, sym in elf.defined_symbols().items()
                        if sym.section_index not in ("SHN_ABS", "SHN_UNDEF")}
         return LinkedImage(owner, str(path), blocks, segments, zero, symbols)
+
+
+def _symbol_script(defsyms: Mapping[str, int]) -> str:
+    """Linker-script assignments defining each symbol at its absolute address.
+
+    Names are quoted, so any C identifier works (``add`` or ``beef`` look like hex numbers to
+    ``--defsym``, whose expression parser then reports a syntax error). A name the script
+    syntax cannot quote (one holding a double quote or a line break: never a C identifier)
+    is left out with a debug message; a library that needs it gets an undefined-symbol error.
+    """
+    lines = ["/* generated by utvm-host: symbols defined elsewhere on the device */"]
+    for name, addr in sorted(defsyms.items()):
+        if not name or any(c in name for c in '"\\\n\r\0'):
+            log.debug("symbol %r cannot be named in a linker script; not offered to the linker", name)
+            continue
+        lines.append(f'"{name}" = 0x{addr:x};')
+    return "\n".join(lines) + "\n"
 
 
 def _safe(name: str) -> str:

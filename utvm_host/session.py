@@ -8,6 +8,7 @@ back: the return slot, the task's status and error flag, and every array passed 
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import math
@@ -16,6 +17,7 @@ import os
 import shutil
 import signal
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -35,6 +37,7 @@ from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
 from .toolchain import SHIM_PREFIX, TVM_FFI_PREFIX, Library, build_runtime, library_from_object
 from .transport import gdb
+from .endpoint import Endpoint, TcpEndpoint, UnixEndpoint
 from .transport import HostTransport, OpenOcdTransport, StopInfo, TracingTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,36 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
 
 
+#: Bytes of the stack region's bottom that the Cortex-M v7-M MPU guard always covers
+#: (utvm_cortexm.c; the stack region is 4 KiB-aligned on those devices).
+STACK_GUARD_BYTES = 4096
+#: Stack a call takes beyond the kernel's own frame: the runtime's entry and the call shim.
+CALL_STACK_OVERHEAD = 256
+
+
+def stack_guard_regions(limit: int, depth: int, floor: int, slots: int = 8) -> List[Tuple[int, int]]:
+    """The no-access regions ``(base, size)`` of a v7-M MPU stack guard: sizes are powers of
+    two, each aligned to its size, at most ``slots`` of them. Together they cover
+    ``[limit + 4096 - depth, limit + 4096)`` (at least the stack's lowest 4 KiB at ``limit``),
+    never reaching below ``floor`` (memory in use): there the guard is shallower. A region may
+    reach deeper than asked when that saves regions (never below ``floor``)."""
+    hi = limit + STACK_GUARD_BYTES
+    lo = max(hi - max(depth, STACK_GUARD_BYTES), (floor + 31) & ~31, 0)
+    regions: List[Tuple[int, int]] = []
+    cur = hi
+    while cur > lo and len(regions) < slots:
+        align = cur & -cur
+        need = cur - lo
+        up = 1 << (need - 1).bit_length()      # one region for the rest, if aligned and above floor
+        if up <= align and cur - up >= floor:
+            regions.append((cur - up, up))
+            break
+        size = min(align, 1 << (need.bit_length() - 1))
+        regions.append((cur - size, size))
+        cur -= size
+    return regions
+
+
 class Session:
     """A connection to one device with its runtime loaded.
 
@@ -88,7 +121,7 @@ class Session:
     """
 
     def __init__(self, cfg: DeviceConfig, *, timeout: Optional[float] = None, trace: Optional[bool] = None,
-                 echo_console: Optional[bool] = None):
+                 echo_console: Optional[bool] = None, verify: Optional[bool] = None):
         if not isinstance(cfg, DeviceConfig):
             if isinstance(cfg, dict):
                 cfg = DeviceConfig(cfg)
@@ -97,6 +130,16 @@ class Session:
         self.cfg: DeviceConfig = cfg.copy()
         self.timeout = float(timeout if timeout is not None else self.cfg.get("timeout", 10.0))
         self.trace = bool(trace) if trace is not None else os.environ.get("UTVM_HOST_TRACE", "") not in ("", "0")
+        #: Check every write of code, arguments and tensors (``verify=True`` or UTVM_HOST_VERIFY=1):
+        #: read it back, or on slow links compare a CRC-32 the device computes; a mismatch raises
+        #: TransportError naming the address, the length and the first differing byte.
+        self.verify = bool(verify) if verify is not None else \
+            os.environ.get("UTVM_HOST_VERIFY", "") not in ("", "0")
+        #: How many times the device was started anew (its memory lost); tensors remember theirs.
+        self._epoch = 0
+        self._lost_why = ""
+        self._run_id = 0   # the sequence number of the last run (echoed by the runtime)
+        self._recovering = False
         self.transport: Optional[Transport] = None
         #: What kernels print (printf): ``sess.console.read()``; echoed in notebooks unless
         #: ``echo_console=False``.
@@ -115,12 +158,16 @@ class Session:
         self._early: Optional[Transport] = None   # a serial link opened before the runtime is linked
         self._registry_id: Optional[str] = None
         self._registry_path: Optional[Path] = None
-        self._gdb_server: Optional[tuple] = None   # (host, port, registers, bp kind) of a gdb-server device
+        self._owner_pid = os.getpid()
+        self._gdb_server: Optional[tuple] = None   # (endpoint, registers, bp kind) of a gdb-server device
+        self._network: Optional[launch.PrivateNetwork] = None   # where Spike and OpenOCD live
+        self._ocd_gdb: Optional[Endpoint] = None   # the gdb port of the OpenOCD this session started
         self._debugger = None
         self._call_lock = threading.RLock()   # one call at a time (start() runs calls in a thread)
         #: Device counter units the last profiled batch took as a whole (run_batch(profile=True)).
         self.last_batch_count: Optional[int] = None
-        #: The gdb port of the OpenOCD this session started (None otherwise), for debuggers.
+        #: The 127.0.0.1 gdb port of the OpenOCD this session started, when it could not be given a
+        #: private network (None otherwise: debuggers attach to :attr:`gdb_target`).
         self.gdb_port: Optional[int] = None
         self._opened = False
 
@@ -147,7 +194,8 @@ class Session:
                               "utvm-host cannot drive (it knows 'host', 'openocd', 'gdb' and 'serial')")
         self.layout = self.cfg.memory_layout()
         self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-"))
-        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
+        self._owner_pid = os.getpid()   # a forked child inherits this object, not the device
+        self._finalizer = weakref.finalize(self, _remove_folder, str(self.workdir), self._owner_pid)
         try:
             self.linker = Linker(self.cfg, self.layout, self.workdir)
             self._place_runtime()
@@ -157,7 +205,8 @@ class Session:
             self.console.attach(self._console_file())
             self._write_runtime(image=not self._preloaded)
         except BaseException:
-            self.close(keep_logs=True)   # the error message may point at the processes' logs
+            # Nothing is left behind: the folder goes too (the error carries the logs' last lines).
+            self.close()
             raise
         self._opened = True
         self._publish()
@@ -175,21 +224,25 @@ class Session:
             gdb_arch = {"EM_RISCV": f"riscv:rv{8 * self.cfg.pointer_size}", "EM_ARM": "arm"}.get(
                 self.cfg.abi["elf_machine"])
             try:
-                host, port = self._debug_endpoint()
-                endpoint = {"host": host, "port": port, "arch": gdb_arch,
-                            "shared": self.cfg.transport_kind == "openocd"}
+                target = self._debug_endpoint()
+                endpoint = {"socket": target.path} if isinstance(target, UnixEndpoint) else \
+                    {"host": target.host, "port": target.port}
+                endpoint.update(arch=gdb_arch, shared=self.cfg.transport_kind == "openocd")
             except ConfigError:
                 endpoint = None
             record = {
                 "id": self._registry_id, "pid": os.getpid(), "device": self.cfg.name, "arch": self.cfg["arch"],
                 "transport": self.cfg.transport_kind, "started": self._started, "gdb": endpoint,
+                "folder": str(self.workdir),   # readers accept ELF paths and sockets only inside it
                 "runtime": self.runtime.elf_path if self.runtime is not None else None,
                 "modules": [{"name": m.name, "elf": m.image.elf_path, "kernels": m.kernels(),
                              "sections": {b.what: b.start for b in m.image.blocks}} for m in self.modules],
                 "memory_map": str(self.layout.memory_map()) if self.layout is not None else "",
             }
             self._registry_path = registry.publish(record)
-        except OSError as exc:   # announcing is a convenience: never fail a session for it
+        except registry.RegistryError as exc:   # announcing is a convenience: never fail a session for it
+            log.warning("this session is not announced to `utvm-host info/debug`: %s", exc)
+        except OSError as exc:
             log.debug("cannot publish the session record: %s", exc)
 
     def _stub_symbols(self) -> Dict[str, int]:
@@ -238,35 +291,47 @@ class Session:
         if t["kind"] == "gdb":
             if t.get("launch") == "qemu":
                 extra = (["-bios", "none"] if riscv else []) + (["-icount", "shift=0"] if t.get("icount") else [])
-                qemu, port = launch.start_qemu(t["qemu"], t["machine"], Path(self.runtime.elf_path), self.workdir,
-                                               extra=extra)
+                qemu, endpoint = launch.start_qemu(t["qemu"], t["machine"], Path(self.runtime.elf_path),
+                                                   self.workdir, extra=extra)
                 self._processes.append(qemu)
-                host, preloaded = "127.0.0.1", True
+                preloaded = True
             else:
-                host, port, preloaded = t.get("server_addr") or "127.0.0.1", int(t["server_port"]), False
+                endpoint = UnixEndpoint(t["server_socket"]) if t.get("server_socket") else \
+                    TcpEndpoint(t.get("server_addr") or "127.0.0.1", int(t["server_port"]))
+                preloaded = False
             regs = (gdb.RISCV32 if self.cfg.pointer_size == 4 else gdb.RISCV64) if riscv else gdb.ARM_M
-            self._gdb_server = (host, port, regs, 2 if compressed else 4)
-            return gdb.GdbTransport(host, port, regs, little_endian=self.cfg.little_endian,
+            self._gdb_server = (endpoint, regs, 2 if compressed else 4)
+            return gdb.GdbTransport(endpoint, None, regs, little_endian=self.cfg.little_endian,
                                     bp_kind=2 if compressed else 4), preloaded
         preloaded = False
-        if t.get("launch") == "spike":
-            spike, rbb = launch.start_spike(t["isa"], [(m["start"], m["size"]) for m in self.cfg["memory"]],
-                                            Path(self.runtime.elf_path), self.workdir)
-            self._processes.append(spike)
-            ocd, tcl, self.gdb_port = launch.start_openocd([], launch.spike_openocd_commands(rbb), self.workdir)
+        gdb_endpoint: Optional[Endpoint] = None
+        if t.get("launch") in ("spike", "openocd"):
+            # Spike's JTAG port and OpenOCD's command ports live in a network of their own
+            # (no other user can reach them); a board whose adapter is reached over the
+            # network may opt out with transport["private_network"] = False.
+            network = launch.private_network(self.workdir) if t.get("private_network", True) else None
+            if network is not None:
+                self._processes.append(network)
+            self._network = network
+            if t.get("launch") == "spike":
+                spike, rbb = launch.start_spike(t["isa"], [(m["start"], m["size"]) for m in self.cfg["memory"]],
+                                                Path(self.runtime.elf_path), self.workdir, network=network)
+                self._processes.append(spike)
+                ocd, tcl, gdb_endpoint = launch.start_openocd([], launch.spike_openocd_commands(rbb), self.workdir,
+                                                              network=network)
+                preloaded = True
+            else:
+                ocd, tcl, gdb_endpoint = launch.start_openocd(t.get("config_files", []), t.get("commands", []),
+                                                              self.workdir, network=network)
             self._processes.append(ocd)
-            host, port, preloaded = "127.0.0.1", tcl, True
-        elif t.get("launch") == "openocd":
-            ocd, tcl, self.gdb_port = launch.start_openocd(t.get("config_files", []), t.get("commands", []),
-                                                           self.workdir)
-            self._processes.append(ocd)
-            host, port = "127.0.0.1", tcl
+            self.gdb_port = None if network is not None else gdb_endpoint.port
         else:
-            host, port = t.get("server_addr") or "127.0.0.1", int(t["server_port"])
-        transport = OpenOcdTransport(host, port, little_endian=self.cfg.little_endian,
-                                     bp_length=2 if compressed else 4, gdb_port=self.gdb_port,
+            tcl = TcpEndpoint(t.get("server_addr") or "127.0.0.1", int(t["server_port"]))
+        self._ocd_gdb = gdb_endpoint
+        transport = OpenOcdTransport(tcl, None, little_endian=self.cfg.little_endian,
+                                     bp_length=2 if compressed else 4, gdb_endpoint=gdb_endpoint,
                                      result_regs=("a0", "a1", "a2") if riscv else ("r0", "r1", "r2"))
-        if self.gdb_port is not None:
+        if gdb_endpoint is not None:
             transport.keep_after_gdb(self._sym["UTVMDone"])
         return transport, preloaded
 
@@ -281,10 +346,10 @@ class Session:
         if t.get("launch") == "qemu":
             extra = (["-bios", "none"] if self.cfg.abi["elf_machine"] == "EM_RISCV" else []) + \
                 (["-icount", "shift=0"] if t.get("icount") else [])
-            qemu, port = launch.start_qemu(t["qemu"], t["machine"], self._stub_elf, self.workdir, extra=extra,
-                                           serial_server=True)
+            qemu, endpoint = launch.start_qemu(t["qemu"], t["machine"], self._stub_elf, self.workdir, extra=extra,
+                                               serial_server=True)
             self._processes.append(qemu)
-            url = f"socket://127.0.0.1:{port}"
+            url = f"unix://{endpoint.path}"
         tr = self._open_serial(url)
         want = self._stub_symbols()
         if (tr.info["done_hook"], tr.info["console_hook"]) != (want["UTVMDoneHook"], want["UTVMConsoleHook"]):
@@ -304,13 +369,19 @@ class Session:
 
     def close(self, keep_logs: bool = False) -> None:
         """Stop the device's processes and forget its state. Safe to call twice. The session's
-        folder (links, logs) is removed unless ``keep_logs``."""
+        folder (links, logs) is removed unless ``keep_logs``.
+
+        In a forked child (another pid than the one that opened the session) nothing is stopped
+        or removed: the child only forgets the session, which stays the parent's."""
+        if self.workdir is not None and os.getpid() != self._owner_pid:
+            self._forget_inherited()
+            return
         self.console.close()
         if self._early is not None:
             self._early.close()
             self._early = None
         if self._registry_path is not None:
-            registry.withdraw(self._registry_path)
+            registry.withdraw(self._registry_path, owner_pid=self._owner_pid)
             self._registry_path = None
         if self._debugger is not None:
             try:
@@ -337,6 +408,22 @@ class Session:
             else:
                 self._finalizer()
             self.workdir = None
+        self._opened = False
+
+    def _forget_inherited(self) -> None:
+        """In a forked child: drop the parent's session without touching its processes, folder,
+        registry record or device memory (they are the parent's, and it goes on using them)."""
+        self._finalizer.detach()
+        self._registry_path = None
+        self._debugger = None
+        for mod in self.modules:
+            mod._loaded = False
+        self.modules = []
+        self.runtime = None
+        self.transport = None
+        self._early = None
+        self._processes = []
+        self.workdir = None
         self._opened = False
 
     def __del__(self) -> None:
@@ -367,6 +454,7 @@ class Session:
         lib = build_runtime(self.cfg)
         self.runtime = self.linker.place(lib, "runtime", self._stub_symbols())
         with ElfFile(self.runtime.elf_path) as elf:
+            self._sym_sizes = {n: elf.get_symbol(n).size for n in ("utvm_stack_guard",) if elf.get_symbol(n)}
             self._task_layout = elf.struct_layout("UTVMTask")
             task_size = elf.get_symbol("utvm_tasks").size
             self._error_sizes = {n: elf.get_symbol(n).size for n in ("utvm_last_error", "utvm_last_error_kind")}
@@ -405,6 +493,62 @@ class Session:
         self.transport.write(self._sym["utvm_workspace_size"], pack(self._workspace_block.size))
         if "utvm_stack_limit" in self._sym:   # Cortex-M: PSPLIM or an MPU guard at the stack's bottom
             self.transport.write(self._sym["utvm_stack_limit"], struct.pack(self._order + "I", self._stack_block.start))
+            self._guard_written = None
+            self._write_stack_guard()
+
+    def _write_stack_guard(self) -> None:
+        """Cortex-M v7-M: write the MPU regions that guard the stack's underside as deep as the
+        largest frame ``-fstack-usage`` reports for the loaded libraries (below the stack only
+        over addresses outside every memory region; warns when that cannot reach deep enough).
+        Written when it changes: at open, after a restart, at load and unload."""
+        if "utvm_stack_guard" not in self._sym:
+            return
+        deepest = max((n for m in self.modules for n in m.library.stack_usage.values()), default=0)
+        limit = self._stack_block.start
+        floor = 0
+        live = list(self.cfg["memory"]) + list(self.cfg["transport"].get("stub_memory", []))
+        for m in live:   # in use below the stack: a region under it, or the rest of the stack's own
+            if m["start"] < limit:
+                floor = max(floor, min(m["start"] + m["size"], limit))
+        slots = self._sym_sizes.get("utvm_stack_guard", 64) // 8
+        regions = stack_guard_regions(limit, deepest + CALL_STACK_OVERHEAD, floor, slots)
+        table = bytearray(8 * slots)
+        for i, (base, size) in enumerate(regions):
+            rasr = (1 << 28) | ((size.bit_length() - 2) << 1) | 1   # XN, no access, 2^(SIZE+1) bytes, on
+            struct.pack_into(self._order + "II", table, 8 * i, base, rasr)
+        if bytes(table) == self._guard_written:
+            return
+        self.transport.write(self._sym["utvm_stack_guard"], bytes(table))
+        self._guard_written = bytes(table)
+        depth = limit + STACK_GUARD_BYTES - min((b for b, _ in regions), default=limit)
+        if depth < deepest + CALL_STACK_OVERHEAD:
+            log.warning("the stack guard reaches only %d bytes below the top of its 4 KiB at 0x%x (memory in use "
+                        "lies below the stack), less than the largest frame of the loaded code (%d bytes): a chain of "
+                        "calls that overflows the stack may run past it; place the stack at the start of a memory "
+                        "region", depth, limit, deepest)
+
+    def _check_frame(self, module: "Module", kernel: str, symbol: str) -> None:
+        """Refuse a kernel whose own stack frame (``-fstack-usage``) cannot fit in the device stack
+        (less its guard): it would overflow on every call. :class:`LayoutError` says by how much
+        and how to fix it."""
+        frame = module.library.stack_usage.get(symbol)
+        if frame is None:
+            return
+        stack = self._stack_block.size
+        guard = STACK_GUARD_BYTES if "utvm_stack_guard" in self._sym else 0
+        usable = stack - guard
+        if frame + CALL_STACK_OVERHEAD <= usable:
+            return
+        need = (frame + CALL_STACK_OVERHEAD + guard + 4095) & ~4095
+        guarded = f", {guard:,} of them its overflow guard" if guard else ""
+        raise LayoutError(
+            f"kernel '{kernel}' of '{module.name}' has a stack frame of {frame:,} bytes (gcc -fstack-usage), more "
+            f"than fits in the device stack ({stack:,} bytes{guarded}; a call needs its frame and "
+            f"{CALL_STACK_OVERHEAD} bytes more): every call would overflow it. Enlarge "
+            f"cfg['mem_layout']['stack']['size'] to at least {need:,}, or move the kernel's large local arrays "
+            "into a parameter or the workspace (TVMBackendAllocWorkspace)", region="stack", what=f"stack frame of {kernel}", owner=module.name,
+            needed=frame + CALL_STACK_OVERHEAD, capacity=usable, used=CALL_STACK_OVERHEAD, free=usable,
+            largest_free=usable, required_size=need)
 
     #: Transfers at least this big (bytes) show a progress bar (tqdm; only on a terminal or in a
     #: notebook), per link: a second or more at its measured speed.
@@ -418,12 +562,89 @@ class Session:
         return tqdm(total=nbytes, unit="B", unit_scale=True, desc=what, leave=False, disable=None)
 
     def write_bulk(self, addr: int, data: Any, what: str = "write") -> None:
-        """Write ``data`` to device memory, in pieces with a progress bar when it takes a while."""
-        self._bulk(addr, memoryview(data).cast("B"), what, self.transport.write)
+        """Write ``data`` to device memory, in pieces with a progress bar when it takes a while;
+        with :attr:`verify`, checked (:meth:`_verify`). A link or device that died raises
+        ConnectionLost after the session restarted it (:meth:`_link`)."""
+        view = memoryview(data).cast("B")
+        with self._link(what):
+            self._bulk(addr, view, what, lambda a, v: self.transport.write(a, v))
+            if self.verify and view.nbytes:
+                self._verify(addr, view, what)
 
     def read_bulk(self, addr: int, out: Any, what: str = "read") -> None:
         """Fill ``out`` from device memory, with a progress bar when it takes a while."""
-        self._bulk(addr, memoryview(out).cast("B"), what, self.transport.readinto)
+        with self._link(what):
+            self._bulk(addr, memoryview(out).cast("B"), what, lambda a, v: self.transport.readinto(a, v))
+
+    def _write_checked(self, addr: int, data: Any, what: str) -> None:
+        """A small write (arguments, the task table), read back with :attr:`verify`."""
+        self.transport.write(addr, data)
+        if self.verify:
+            view = memoryview(data).cast("B")
+            if view.nbytes:
+                self._verify(addr, view, what, crc=False)
+
+    #: Writes at least this long are verified with a CRC-32 the device computes (one call) instead
+    #: of a read-back, on links where reading back costs more than a call (measured: see
+    #: benchmarks/bench_verify.py).
+    VERIFY_CRC_BYTES = {"openocd": 1024, "serial": 8192}
+
+    def _verify(self, addr: int, view: memoryview, what: str, crc: bool = True) -> None:
+        """Check that device memory at ``addr`` holds ``view``; TransportError naming the first
+        differing byte otherwise. Long writes outside the runtime on slow links compare a CRC-32
+        the runtime computes (``UTVMCrcShim``), the rest is read back."""
+        import zlib
+        n = view.nbytes
+        if crc and self._opened and n >= self.VERIFY_CRC_BYTES.get(self.cfg.transport_kind, 1 << 62) \
+                and "UTVMCrcShim" in self._sym and not self.runtime.contains(addr):
+            blob = struct.pack(self._ptr_fmt, addr) + bytes(8 - self.cfg.pointer_size) + struct.pack(
+                self._order + "Q", n)
+            _, _, ret, _ = self._run_task(_CrcKernel(self), blob, self.timeout)
+            got = struct.unpack_from(self._order + "I", ret)[0]
+            if got == zlib.crc32(view) & 0xFFFFFFFF:
+                return
+            log.warning("verify: CRC-32 of %d bytes at 0x%x differs; reading them back to find where", n, addr)
+        theirs = np.empty(n, np.uint8)
+        self.transport.readinto(addr, theirs)
+        mine = np.frombuffer(view, np.uint8)
+        if not np.array_equal(mine, theirs):
+            i = int(np.flatnonzero(mine != theirs)[0])
+            raise TransportError(f"verifying {what}: {n:,} bytes written at 0x{addr:x} do not read back: byte "
+                                 f"0x{addr + i:x} (offset {i}) holds 0x{theirs[i]:02x} instead of 0x{mine[i]:02x}; the "
+                                 "link or the device's memory corrupts data (check the connection, or the memory map: "
+                                 "is that address writable RAM?)")
+
+    def _dead_process(self) -> Optional[str]:
+        """Which process of the device died (its name, pid and how), or None."""
+        for proc in self._processes:
+            popen = getattr(proc, "proc", None)
+            if popen is None or popen.poll() is None:
+                continue
+            code = popen.returncode
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+            return f"{getattr(proc, 'name', type(proc).__name__)} (pid {popen.pid}) {how}"
+        return None
+
+    @contextlib.contextmanager
+    def _link(self, doing: str):
+        """Run transfers on the device: when the link or a device process died, the session
+        restarts the device (:meth:`_recover`) and raises ConnectionLost saying what died, while
+        ``doing`` what, and that tensor contents were lost; never a raw OSError. Errors already
+        recovered from (by an inner :meth:`_link` or :meth:`_execute`) pass through."""
+        try:
+            yield
+        except (TransportError, OSError) as exc:
+            if getattr(exc, "recovered", False) or self._recovering:
+                raise
+            dead = self._dead_process()
+            if dead is None and not isinstance(exc, (ConnectionLost, OSError)) and self.transport is not None \
+                    and getattr(self.transport, "alive", True):
+                raise   # e.g. a refused address: the link is fine
+            cause = f"the device's {dead}" if dead else str(exc)
+            recovered = self._recover(f"the device went away while {doing}")
+            err = ConnectionLost(f"{cause} while {doing}; {recovered}")
+            err.recovered = True
+            raise err from None
 
     def _bulk(self, addr: int, view: memoryview, what: str, move) -> None:
         bar = self._progress(view.nbytes, what)
@@ -447,14 +668,20 @@ class Session:
         returns a sentence for the error message. Tensors survive unless the device had to be
         started anew (a simulator that exited loses its memory: the sentence says so)."""
         relaunched = False
+        self._recovering = True
         try:
             try:
+                dead = self._dead_process()
+                if dead is not None:   # nothing to talk to: start it again
+                    raise ConnectionLost(dead)
                 self.transport.restart()
             except (TransportError, OSError):
                 if not self._processes:
                     raise
                 self._relaunch()
                 relaunched = True
+                self._epoch += 1   # every tensor written before now lost its contents
+                self._lost_why = why
             self._num_tasks = -1
             self._last_task = None
             self._last_batch = None
@@ -466,6 +693,8 @@ class Session:
         except Exception as exc:
             self._broken = f"{why}, and restarting the device failed: {exc}"
             return "restarting the device failed: call sess.reset()"
+        finally:
+            self._recovering = False
         n = len(self.modules)
         what = f"its {_plural(n, 'library')}" if n else "the runtime"
         if relaunched:
@@ -511,14 +740,24 @@ class Session:
         self._debugger = Debugger(self, gdb)
         return self._debugger
 
-    def _debug_endpoint(self) -> Tuple[str, int]:
+    def _debug_endpoint(self) -> Endpoint:
+        """Where gdb-multiarch attaches: QEMU's gdb socket, a relay (a Unix socket in the session
+        folder) to the gdb port of the OpenOCD in the session's private network, or a TCP port."""
         kind = self.cfg.transport_kind
         if kind == "gdb" and self._gdb_server is not None:
-            return self._gdb_server[0], self._gdb_server[1]
-        if kind == "openocd" and self.gdb_port is not None:
-            return "127.0.0.1", self.gdb_port
+            return self._gdb_server[0]
+        if kind == "openocd" and self._ocd_gdb is not None:
+            if self._network is not None:
+                return self._network.relay(self.workdir / "openocd-gdb.sock", self._ocd_gdb.port)
+            return self._ocd_gdb
         raise ConfigError(f"device '{self.cfg.name}' has no gdb port this session knows: debugging needs a session "
                           "that started OpenOCD or QEMU itself, or a devices.gdb_remote(...) device")
+
+    @property
+    def gdb_target(self) -> str:
+        """What gdb's ``target remote`` takes to reach this session's device (a Unix socket in
+        the session folder, or host:port); ConfigError if it has no gdb server."""
+        return self._debug_endpoint().gdb_target()
 
     def _hand_over_transport(self) -> Optional[Transport]:
         """Give the gdb port to a debugger; returns the link the session keeps for memory
@@ -526,7 +765,7 @@ class Session:
         tr = self.transport.inner if isinstance(self.transport, TracingTransport) else self.transport
         if isinstance(tr, OpenOcdTransport):
             tr.release_gdb_port()
-            self._bulk_port, tr.gdb_port = tr.gdb_port, None   # Tcl only while gdb holds the port
+            self._bulk_port, tr.gdb_endpoint = tr.gdb_endpoint, None   # Tcl only while gdb holds the port
             tr.clear_breakpoints()
             return tr
         tr.close()
@@ -539,13 +778,13 @@ class Session:
         """Take the device back from a debugger (or a debugger that failed to attach)."""
         self._debugger = None
         if inner is not None:
-            inner.gdb_port = getattr(self, "_bulk_port", None)
+            inner.gdb_endpoint = getattr(self, "_bulk_port", None)
             if inner.state() != "halted":   # OpenOCD resumes the core when gdb detaches
                 inner.halt()
             tr: Transport = inner
         else:
-            host, port, regs, kind = self._gdb_server
-            tr = gdb.GdbTransport(host, port, regs, little_endian=self.cfg.little_endian, bp_kind=kind)
+            endpoint, regs, kind = self._gdb_server
+            tr = gdb.GdbTransport(endpoint, None, regs, little_endian=self.cfg.little_endian, bp_kind=kind)
         self.transport = TracingTransport(tr) if self.trace else tr
 
     # -- libraries ---------------------------------------------------------------------------
@@ -581,6 +820,7 @@ class Session:
         deps = {providers[n] for n in needed if n in providers}
         mod = Module(self, lib, image, deps)
         self.modules.append(mod)
+        self._write_stack_guard()   # as deep as the largest frame now loaded
         if self._debugger is not None:
             self._debugger._module_loaded(mod)
         self._publish()
@@ -641,7 +881,8 @@ class Session:
         for block in mod.image.blocks:
             self.layout.free(block)
         self.modules.remove(mod)
-        mod.image.close()
+        mod.image.discard()   # its linked ELF too: the session folder must not grow per load
+        self._write_stack_guard()
         self._publish()
 
     # -- tensors -----------------------------------------------------------------------------
@@ -666,7 +907,8 @@ class Session:
     def zeros(self, shape: Union[int, Sequence[int]], dtype: Any = "float32") -> "Tensor":
         """A device-resident tensor filled with zeros."""
         t = self.empty(shape, dtype)
-        self.transport.fill(t.addr, t.nbytes, 0)
+        with self._link(f"zeroing {t!r}"):
+            self.transport.fill(t.addr, t.nbytes, 0)
         return t
 
     def tensor(self, array: Any, dtype: Any = None) -> "Tensor":
@@ -763,23 +1005,26 @@ class Session:
         """Run one shim call; returns (status, error flag, return slot, counts). With ``timing``
         = (number, repeat) the runtime runs it number x repeat times and ``counts`` holds the
         counter difference of each repeat."""
-        tr = self.transport
-        self._set_switches(tuple(timing) if timing is not None else (0, 0), False)   # written when changed
-        task, base, ret_addr = fn._task
         if len(args_blob) + abi.SLOT_SIZE > self._args_block.size:
             raise TypeError(f"{fn.name}() has too many arguments for the args region "
                             f"({len(args_blob) + abi.SLOT_SIZE:,} > {self._args_block.size:,} bytes): "
                             "enlarge cfg['mem_layout']['args']")
+        with self._link(f"calling kernel '{fn.name}'"):
+            return self._run_task_linked(fn, args_blob, timeout, timing)
+
+    def _run_task_linked(self, fn: "Function", args_blob: bytes, timeout: Optional[float],
+                         timing: Optional[Tuple[int, int]]) -> Tuple[int, int, bytes, Tuple[int, ...]]:
+        tr = self.transport
+        self._set_switches(tuple(timing) if timing is not None else (0, 0), False)   # written when changed
+        task, base, ret_addr = fn._task
         if args_blob:
-            tr.write(base, args_blob)
+            self._write_checked(base, args_blob, f"the arguments of '{fn.name}'")
         tasks = self._sym["utvm_tasks"]
         if task is not self._last_task:
-            tr.write(tasks, task)
+            self._write_checked(tasks, task, "the task table")
             self._last_task = task
             self._last_batch = None
-        if self._num_tasks != 1:
-            tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", 1))
-            self._num_tasks = 1
+        self._start_run(1)
         stop = self._execute(timeout, 3 if timing is not None else fn._result_regs, f"'{fn.name}'",
                              f"calling kernel '{fn.name}'", "a call")
         if stop.kind != "done":
@@ -788,17 +1033,40 @@ class Session:
             summary, lo, hi = stop.result
             if summary == self._trapped:
                 self._raise_trap(fn)
-            if summary & 0xFFFF != 1:
-                raise DeviceError(f"kernel '{fn.name}' did not run: the runtime reports {summary & 0xFFFF} "
-                                  "tasks done; call sess.reset()")
+            self._check_completion(summary, 1, f"kernel '{fn.name}'")
             mask = 0xFFFFFFFF
             error = (summary >> 16) & 1
             if timing is not None and timing[1] == 1 and not error:   # the count came in lo/hi
                 return 0, 0, bytes(abi.SLOT_SIZE), ((hi & mask) << 32 | (lo & mask),)
             return 0, error, struct.pack(self._order + "II", lo & mask, hi & mask), self._read_counts(timing)
+        self._check_completion(self._read_summary(), 1, f"kernel '{fn.name}'")
         done = tr.read(tasks, self._task_stride)
         status, error = self._status.unpack_from(done, self._task_off["status"])
         return status, error, tr.read(ret_addr, abi.SLOT_SIZE), self._read_counts(timing)
+
+    def _start_run(self, n: int) -> None:
+        """Write the run record: ``n`` tasks and the next run id (one write before every run)."""
+        self._run_id = (self._run_id + 1) & 0xFFFFFFFF
+        self._write_checked(self._sym["utvm_run"], struct.pack(self._order + "II", n, self._run_id), "the run record")
+        self._num_tasks = n
+
+    def _read_summary(self) -> int:
+        """The runtime's completion summary from memory (transports that report no registers)."""
+        return struct.unpack(self._ptr_fmt, self.transport.read(self._sym["utvm_summary"], self.cfg.pointer_size))[0]
+
+    def _check_completion(self, summary: int, n: int, what: str) -> None:
+        """The runtime's summary must echo this run: its run id and the ``n`` tasks the host asked
+        for, and (unless a kernel reported an error) all of them done. Otherwise the runtime's
+        state was corrupted (a kernel wrote over it): the device is reset and DeviceError says so."""
+        done, error, seen, run = summary & 0xFFFF, (summary >> 16) & 1, (summary >> 17) & 0x7F, (summary >> 24) & 0xFF
+        want = self._run_id & 0xFF
+        if run == want and seen == n and (done == n or (error and 1 <= done <= n)):
+            return
+        recovered = self._recover(f"the runtime's state was corrupted during {what}")
+        raise DeviceError(f"{what} did not run as asked: the runtime reports run {run} with {done} of {seen} tasks "
+                          f"done, but this was run {want} of {n} task{'s' if n != 1 else ''}: the runtime's state in "
+                          f"device memory was corrupted (a kernel writing outside its buffers?), so its result "
+                          f"cannot be trusted; {recovered}")
 
     def _execute(self, timeout: Optional[float], results: int, during: str, doing: str, what: str) -> StopInfo:
         """Run the runtime's entry on the device stack until UTVMDone; a lost link or an
@@ -809,8 +1077,14 @@ class Session:
             return tr.run(self._entry, stack_base=stack.start, stack_size=stack.size, stop_at=self._sym["UTVMDone"],
                           timeout=timeout, results=results)
         except ConnectionLost as exc:
+            if getattr(exc, "recovered", False):
+                raise
+            dead = self._dead_process()
+            cause = f"the device's {dead}" if dead else str(exc)
             recovered = self._recover(f"the device went away during {during}")
-            raise ConnectionLost(f"{exc} while {doing}; {recovered}") from None
+            err = ConnectionLost(f"{cause} while {doing}; {recovered}")
+            err.recovered = True
+            raise err from None
         except BaseException:
             if not tr.alive:
                 self._recover(f"{what} was interrupted")
@@ -852,19 +1126,21 @@ class Session:
         return counts
 
     def _run_chunk(self, chunk: Sequence["BoundCall"], timeout: float, profile: bool) -> List[int]:
-        tr = self.transport
         for call in chunk:
             call._check()
+        with self._link(f"running a batch of {len(chunk)} calls"):
+            return self._run_chunk_linked(chunk, timeout, profile)
+
+    def _run_chunk_linked(self, chunk: Sequence["BoundCall"], timeout: float, profile: bool) -> List[int]:
+        tr = self.transport
         self._set_switches((0, 0), profile)
         key = tuple(id(c) for c in chunk)
         if key != self._last_batch:
-            tr.write(self._sym["utvm_tasks"], b"".join(c._task[0] for c in chunk))
+            self._write_checked(self._sym["utvm_tasks"], b"".join(c._task[0] for c in chunk), "the task table")
             self._last_batch = key
             self._last_task = None
         n = len(chunk)
-        if self._num_tasks != n:
-            tr.write(self._sym["utvm_num_tasks"], struct.pack(self._order + "I", n))
-            self._num_tasks = n
+        self._start_run(n)
         first = chunk[0].function
         stop = self._execute(timeout, 3, f"a batch of {n} calls", f"running a batch of {n} calls", "a batch")
 
@@ -879,11 +1155,10 @@ class Session:
             self._raise_stop(current().function, stop, timeout)
         summary = stop.result[0] if stop.result is not None else None
         if summary is None:   # the transport did not report registers: read the runtime's record
-            done = struct.unpack(self._order + "I", tr.read(self._sym["utvm_tasks_done"], 4))[0]
-            error = struct.unpack(self._order + "I", tr.read(self._sym["utvm_error_set"], 4))[0]
-            summary = done | (1 << 16 if error else 0)
+            summary = self._read_summary()
         if summary == self._trapped:
             self._raise_trap(current().function)
+        self._check_completion(summary, n, f"a batch of {n} calls starting with '{first.name}'")
         done, error = summary & 0xFFFF, (summary >> 16) & 1
         if error:
             call = chunk[max(done - 1, 0)]
@@ -894,6 +1169,10 @@ class Session:
         if done != n:
             raise DeviceError(f"a batch of {n} calls starting with '{first.name}' did not complete: the runtime "
                               f"reports {done} done; call sess.reset()")
+        for call in chunk:   # the batch's tensors were written by its kernels
+            for value in call._args:
+                if type(value) is Tensor:
+                    value._written()
         if not profile:
             return []
         self.last_batch_count = struct.unpack(self._order + "Q", tr.read(self._sym["utvm_batch_count"], 8))[0]
@@ -1002,7 +1281,7 @@ def _stage(session: Session, arrays: Sequence[Tuple[int, np.ndarray]], what: str
     try:
         for key, arr in arrays:
             if arr.nbytes:
-                session.transport.write(scratch.start + offsets[key], arr)
+                session.write_bulk(scratch.start + offsets[key], arr, f"copying the arguments of {what}()")
     except BaseException:
         session.layout.free(scratch)
         raise
@@ -1025,6 +1304,8 @@ class Tensor:
         self.size = math.prod(shape)
         self.nbytes = self.size * dtype.itemsize
         self._parent = parent   # a view keeps its parent (which owns the memory) alive
+        #: The session's device generation when the contents were last written (see lost).
+        self._epoch = session._epoch
         self._finalizer = weakref.finalize(self, _free_block, weakref.ref(session), block) if parent is None \
             else weakref.finalize(self, lambda: None)
 
@@ -1055,9 +1336,28 @@ class Tensor:
             raise UtvmError(f"{self!r} was freed")
         self.session._require_open()
 
+    @property
+    def lost(self) -> bool:
+        """True when the device was started anew (its memory lost) since the contents were last
+        written: :meth:`numpy` then raises instead of returning the new device's bytes."""
+        root = self._parent if self._parent is not None else self
+        while root._parent is not None:
+            root = root._parent
+        return max(root._epoch, self._epoch) != self.session._epoch
+
+    def _written(self) -> None:
+        """The contents are valid again (written by the host or by a kernel); for a view, only
+        the view's own bytes."""
+        self._epoch = self.session._epoch
+
     def numpy(self) -> np.ndarray:
-        """A new numpy array with the tensor's current contents."""
+        """A new numpy array with the tensor's current contents. DeviceError when they were lost
+        in a restart of the device (write the tensor again first: :meth:`copyfrom`)."""
         self._check()
+        if self.lost:
+            raise DeviceError(f"{self!r} lost its contents when the device was started again ({self.session._lost_why});"
+                              " its memory now holds whatever the new device has there: write it again "
+                              "(t.copyfrom(array)) before reading it")
         out = np.empty(self.shape, self.dtype)
         if self.nbytes:
             self.session.read_bulk(self.addr, out, f"read {self.dtype.name}{list(self.shape)}")
@@ -1071,6 +1371,7 @@ class Tensor:
         blob = struct.pack(session._order + "QiiI", 0, int(value) & 0xFF, 0, self.nbytes)
         blob = struct.pack(session._ptr_fmt, self.addr) + bytes(8 - session.cfg.pointer_size) + blob[8:]
         session._run_task(_FillKernel(session), blob[:24], session.timeout)
+        self._written()
         return self
 
     def copyfrom(self, array: Any) -> "Tensor":
@@ -1081,6 +1382,7 @@ class Tensor:
             raise TypeError(f"copyfrom() needs a {self.dtype.name} array of shape {self.shape}, got "
                             f"{arr.dtype.name} {arr.shape}")
         self.session.write_bulk(self.addr, arr, f"write {self.dtype.name}{list(self.shape)}")
+        self._written()
         return self
 
     def free(self) -> None:
@@ -1090,6 +1392,13 @@ class Tensor:
     def __repr__(self) -> str:
         state = " freed" if self.freed else ""
         return f"<Tensor {self.dtype.name}{list(self.shape)} at 0x{self.block.start:x}{state}>"
+
+
+def _remove_folder(path: str, owner_pid: int) -> None:
+    """A session's folder goes when the session does, in the process that opened it only (a
+    forked child runs its inherited finalizers at exit: it must not delete its parent's folder)."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _free_block(session_ref: "weakref.ref[Session]", block: Block) -> None:
@@ -1147,6 +1456,7 @@ class Module:
             if shim is None:
                 raise LinkError(f"TVM function '{name}' of '{self.name}' has no call shim; load the object "
                                 "with load() or build_tvm() again")
+            self.session._check_frame(self, name, symbol)
             fn = self._functions[name] = PackedFunction(self, self.signatures[symbol], shim, name)
             return fn
         if sig is None:
@@ -1157,6 +1467,7 @@ class Module:
         shim = self.image.symbols.get(SHIM_PREFIX + name)
         if shim is None:
             raise LinkError(f"kernel '{name}' of '{self.name}' has no call shim; rebuild the library with build()")
+        self.session._check_frame(self, name, name)
         fn = self._functions[name] = Function(self, sig, shim)
         return fn
 
@@ -1199,6 +1510,15 @@ class _EmptyKernel:
         self._task = session._task_record(session._sym[self.shim_symbol], self.nargs)
 
 
+class _CrcKernel(_EmptyKernel):
+    """The runtime's UTVMCrcShim: CRC-32 of device memory (Session(verify=True))."""
+
+    name = "(device CRC-32)"
+    shim_symbol = "UTVMCrcShim"
+    nargs = 2
+    _result_regs = 2
+
+
 class _FillKernel(_EmptyKernel):
     """The runtime's UTVMFillShim: memset on the device."""
 
@@ -1221,8 +1541,25 @@ class _Param:
             self.const = self.ctype.pointee.const
         else:
             self.kind = self.ctype.kind
-            if self.kind in ("int", "enum", "bool"):
+            if self.kind == "bool":   # one byte, but C's _Bool holds 0 or 1 only
+                self.lo, self.hi = 0, 1
+            elif self.kind in ("int", "enum"):
                 self.lo, self.hi = abi.int_range(self.ctype)
+            elif self.kind == "float":   # finite values beyond these raise (inf and nan pass)
+                self.hi = _FLOAT_MAX.get(self.ctype.size or 0, sys.float_info.max)
+                self.lo = -self.hi
+
+
+#: The largest finite value of a float parameter, by size in bytes.
+_FLOAT_MAX = {2: 65504.0, 4: float(np.finfo(np.float32).max), 8: sys.float_info.max}
+
+
+def _short(value: int) -> str:
+    """An integer for an error message: in full, or as ``1.000e+400`` once it is too long."""
+    text = str(abs(value))
+    if len(text) <= 24:
+        return str(value)
+    return f"{'-' if value < 0 else ''}{text[0]}.{text[1:4]}e+{len(text) - 1}"
 
 
 class Function:
@@ -1305,6 +1642,10 @@ class Function:
                         raise TypeError(f"{self._where(p)} is a tensor of another session")
                     if value.freed:
                         raise TypeError(f"{self._where(p)} is a freed tensor")
+                    if p.const and value.lost:
+                        raise DeviceError(f"{self._where(p)} is {value!r}, which lost its contents when the device "
+                                          f"was started again ({session._lost_why}): write it again "
+                                          "(t.copyfrom(array)) before passing it")
                     self._check_dtype(p, value.dtype)
                     slots.append((p, value))
                 elif isinstance(value, np.ndarray):
@@ -1333,9 +1674,12 @@ class Function:
                     p.fmt.pack_into(blob, abi.SLOT_SIZE * p.index, addrs[p.index])
             status, error, ret, counts = session._run_task(self, bytes(blob),
                                                            session.timeout if timeout is None else timeout, timing)
+            for p, value in slots:   # what the kernel may have written holds valid contents again
+                if type(value) is Tensor and not p.const:
+                    value._written()
             for p, arr in arrays:
                 if not p.const and arr.nbytes:
-                    session.transport.readinto(addrs[p.index], arr)
+                    session.read_bulk(addrs[p.index], arr, f"reading the results of {self.name}()")
         finally:
             if scratch is not None:
                 session.layout.free(scratch)
@@ -1387,24 +1731,35 @@ class Function:
             raise TypeError(f"{self._where(p)} may be written by the kernel, but the array is read-only")
 
     def _scalar(self, p: _Param, value: Any) -> Any:
+        """``value`` checked and converted for scalar parameter ``p``: an int in ``[p.lo, p.hi]``
+        (``_Bool``: 0 or 1, True or False), or for a float parameter a float the C type can
+        hold (finite values up to its largest, inf and nan). Anything else is a TypeError
+        naming the kernel, the parameter and, for a number out of range, the allowed range."""
         kind = type(value)
         if kind is int and p.kind != "float" and p.lo <= value <= p.hi:
             return value                                          # the common cases, fast
-        if kind is float and p.kind == "float":
+        if kind is float and p.kind == "float" and p.lo <= value <= p.hi:
             return value
         if isinstance(value, (np.ndarray, Tensor)):
             raise TypeError(f"{self._where(p)} takes a scalar, got {type(value).__name__}")
         if p.kind == "float":
-            if isinstance(value, (numbers.Real, np.bool_)) and not isinstance(value, (bool, np.bool_)):
-                return float(value)
-            raise TypeError(f"{self._where(p)} takes a number, got {type(value).__name__}")
+            if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{self._where(p)} takes a number, got {type(value).__name__}")
+            try:
+                number = float(value)
+                if math.isfinite(number) and not p.lo <= number <= p.hi:
+                    p.fmt.pack(number)   # a hair above the largest value may still round to it
+            except OverflowError:   # an int beyond any float (10**400), or beyond this C type (1e39)
+                raise TypeError(f"{self._where(p)} = {_short(value)} is out of range "
+                                f"[{p.lo!r}, {p.hi!r}]") from None
+            return number
         if isinstance(value, (bool, np.bool_)) and p.kind != "bool":
             raise TypeError(f"{self._where(p)} takes an integer, got bool")
         if not isinstance(value, (numbers.Integral, np.bool_)):
             raise TypeError(f"{self._where(p)} takes an integer, got {type(value).__name__} {value!r}")
         value = int(value)
         if not p.lo <= value <= p.hi:
-            raise TypeError(f"{self._where(p)} = {value} is out of range [{p.lo}, {p.hi}]")
+            raise TypeError(f"{self._where(p)} = {_short(value)} is out of range [{p.lo}, {p.hi}]")
         return value
 
     def _check_lengths(self, slots: List[Tuple[_Param, Any]]) -> None:
@@ -1486,9 +1841,12 @@ class PackedFunction(Function):
                                 f"{session._args_block.size:,} bytes): enlarge cfg['mem_layout']['args']")
             _, error, ret, counts = session._run_task(self, blob, session.timeout if timeout is None else timeout,
                                                       timing)
+            for value in args:   # TVM does not say which are outputs: any may hold new contents
+                if type(value) is Tensor:
+                    value._written()
             for i, arr in arrays:
                 if arr.flags.writeable and arr.nbytes:
-                    session.transport.readinto(addrs[i], arr)
+                    session.read_bulk(addrs[i], arr, f"reading the results of {self.name}()")
         finally:
             if scratch is not None:
                 session.layout.free(scratch)

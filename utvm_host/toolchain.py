@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 #: Bump when the build products change shape, so old cache entries are not reused.
-CACHE_VERSION = "utvm-host-build-6"
+CACHE_VERSION = "utvm-host-build-7"
 SHIM_PREFIX = "__utvm_shim_"
 #: Functions on the TVM FFI ABI (TVM >= 0.20: C codegen and LLVM objects) are named this + name.
 TVM_FFI_PREFIX = "__tvm_ffi_"
@@ -152,7 +152,8 @@ class Toolchain:
 
     def run(self, cmd: Sequence[str], what: str) -> subprocess.CompletedProcess:
         log.debug("run: %s", " ".join(cmd))
-        proc = subprocess.run(list(cmd), capture_output=True, text=True)
+        # errors="replace": a tool quoting a malformed file's bytes must not turn into UnicodeDecodeError
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, errors="replace")
         if proc.returncode != 0:
             raise BuildError(f"{what} failed (exit {proc.returncode})",
                              diagnostics=(proc.stderr + proc.stdout).strip(), command=cmd)
@@ -311,7 +312,8 @@ def _add_shims(tc: Toolchain, objects: List[Path], work: Path) -> None:
     combined = work / "kernels.o"
     tc.relocatable(objects, combined)
     with ElfFile(combined) as elf:
-        sigs = list(kernel_signatures(elf).values())
+        defined = elf.defined_symbols()   # an object that has its shims already (a built lib.o) keeps them
+        sigs = [s for s in kernel_signatures(elf).values() if SHIM_PREFIX + s.name not in defined]
         contexts = sorted(n for n, sym in elf.defined_symbols().items()
                           if sym.bind == "WEAK" and n[2:] in TVM_CONTEXT_FUNCTIONS and n.startswith("__"))
     shim_c = work / "shims.c"
@@ -457,6 +459,7 @@ def check_target(lib: Library, cfg: DeviceConfig) -> None:
     """Refuse a library built for another machine, word size, byte order, float ABI or (RISC-V)
     for extensions the device lacks, with a message saying which and how to rebuild."""
     elf = lib.elf()
+    elf.validate()
     want = (cfg.abi["elf_machine"], cfg.abi["elf_class"], cfg.little_endian)
     got = (elf.machine, elf.elf_class, elf.little_endian)
     if want != got:

@@ -21,6 +21,7 @@
 #define SCB_MMFAR (*(volatile uint32_t *)0xE000ED34u)
 #define SCB_BFAR (*(volatile uint32_t *)0xE000ED38u)
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
+#define MPU_TYPE (*(volatile uint32_t *)0xE000ED90u)
 #define MPU_CTRL (*(volatile uint32_t *)0xE000ED94u)
 #define MPU_RNR (*(volatile uint32_t *)0xE000ED98u)
 #define MPU_RBAR (*(volatile uint32_t *)0xE000ED9Cu)
@@ -42,8 +43,16 @@ volatile UTVMFault utvm_fault;
 uint32_t utvm_handler_stack[128] __attribute__((aligned(8), used));
 uint32_t utvm_thread_stack_top;
 /* Written by the host: the lowest address of the stack region. A stack overflow is stopped
- * there: by PSPLIM on v8-M mainline, by a no-access MPU region over the lowest 4 KiB on v7-M. */
+ * there: by PSPLIM on v8-M mainline (it checks sp itself, however big the frame), by no-access
+ * MPU regions on v7-M (see utvm_stack_guard). */
 volatile uint32_t utvm_stack_limit;
+/* Written by the host (v7-M): up to 8 MPU regions as (RBAR, RASR) pairs, no access, that guard
+ * the stack from its lowest 4 KiB down below the region as deep as the largest stack frame of
+ * the loaded code: a frame bigger than one 4 KiB guard would jump over it and read or write
+ * whatever lies below (on QEMU's MPS2: nothing, reads give zeros and writes vanish). A pair
+ * with RASR 0 is unused; all unused: the lowest 4 KiB of the stack only. */
+#define UTVM_GUARD_REGIONS 8u
+volatile uint32_t utvm_stack_guard[2 * UTVM_GUARD_REGIONS];
 
 extern void UTVMMain(void);
 extern void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi);
@@ -83,9 +92,18 @@ void UTVMStart(void) {
 #if defined(__ARM_ARCH_8M_MAIN__)
     __asm__ volatile("msr psplim, %0" : : "r"(utvm_stack_limit));
 #elif defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__)
-    MPU_RNR = 0u;
-    MPU_RBAR = utvm_stack_limit & ~(UTVM_GUARD_BYTES - 1u);
-    MPU_RASR = (1u << 28) | (11u << 1) | 1u; /* XN, no access (AP=0), 2^(11+1) = 4 KiB, enabled */
+    uint32_t regions = (MPU_TYPE >> 8) & 0xFFu, used = 0u;
+    for (uint32_t i = 0u; i < UTVM_GUARD_REGIONS && i < regions; i++) {
+      MPU_RNR = i;
+      MPU_RBAR = utvm_stack_guard[2u * i] & ~0x1Fu;
+      MPU_RASR = utvm_stack_guard[2u * i + 1u]; /* XN, no access (AP=0), its size, enabled; or 0: off */
+      used |= utvm_stack_guard[2u * i + 1u];
+    }
+    if (used == 0u && regions != 0u) {          /* no table: the stack's lowest 4 KiB */
+      MPU_RNR = 0u;
+      MPU_RBAR = utvm_stack_limit & ~(UTVM_GUARD_BYTES - 1u);
+      MPU_RASR = (1u << 28) | (11u << 1) | 1u; /* XN, no access (AP=0), 2^(11+1) = 4 KiB, enabled */
+    }
     MPU_CTRL = (1u << 2) | 1u;                /* PRIVDEFENA: everything else as without an MPU */
 #endif
   }

@@ -30,8 +30,18 @@ typedef struct {
 #define UTVM_ERROR_KIND_LEN 32
 #define UTVM_WS_ALIGN 16
 
+#if UTVM_MAX_TASKS > 126
+#error "UTVM_MAX_TASKS must stay below 127: the completion summary echoes the task count in 7 bits"
+#endif
+
 volatile UTVMTask utvm_tasks[UTVM_MAX_TASKS];
-volatile uint32_t utvm_num_tasks;
+/* Written by the host before every run, in one write: {tasks to run, run id}. The run id (a
+ * sequence number) comes back in the completion summary, so a stale or corrupted runtime state
+ * can never pass for this run's result. */
+volatile uint32_t utvm_run[2];
+/* The completion summary of the last run, as UTVMDone receives it (hosts without a debugger
+ * read it here): tasks done | error << 16 | tasks seen << 17 | (run id & 0xFF) << 24. */
+volatile uintptr_t utvm_summary;
 volatile uint32_t utvm_tasks_done;   /* tasks finished so far: tells the host which one faulted */
 volatile uint32_t utvm_error_set;
 char utvm_last_error[UTVM_ERROR_LEN];
@@ -247,6 +257,27 @@ int32_t UTVMFillShim(const void *args, void *ret) {
   return 0;
 }
 
+/* CRC-32 (zlib's) of n bytes at src, computed on the device: Session(verify=True) checks long
+ * writes with it where reading them back over the link is slower. args = {src, n}. */
+int32_t UTVMCrcShim(const void *args, void *ret) __attribute__((noinline, used));
+int32_t UTVMCrcShim(const void *args, void *ret) {
+  static const uint32_t nibble[16] = {0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
+                                      0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
+                                      0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
+  const unsigned char *a = (const unsigned char *)args;
+  const unsigned char *src = *(const unsigned char *const *)(a + 0);
+  uint32_t n = *(const uint32_t *)(a + 8);
+  uint32_t crc = 0xFFFFFFFFu;
+  while (n--) {
+    crc ^= *src++;
+    crc = (crc >> 4) ^ nibble[crc & 15u];
+    crc = (crc >> 4) ^ nibble[crc & 15u];
+  }
+  *(uint32_t *)ret = ~crc;
+  ((uint32_t *)ret)[1] = 0;
+  return 0;
+}
+
 /* A kernel that does nothing: timing it gives the loop's own overhead, which the host
  * subtracts from every measurement. */
 int32_t UTVMEmptyShim(const void *args, void *ret) __attribute__((noinline, used));
@@ -268,14 +299,14 @@ void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
 }
 
 void UTVMMain(void) {
-  uint32_t i, n = utvm_num_tasks, any_error = 0, timed = 0;
-  uintptr_t ret_lo = 0, ret_hi = 0;
+  uint32_t i, n = utvm_run[0], run_id, seen, any_error = 0, timed = 0;
+  uintptr_t ret_lo = 0, ret_hi = 0, summary;
   ws_reset();
   utvm_tasks_done = 0;
   utvm_error_set = 0;
   utvm_last_error[0] = '\0';
   utvm_last_error_kind[0] = '\0';
-  if (n > UTVM_MAX_TASKS) n = UTVM_MAX_TASKS;
+  if (n > UTVM_MAX_TASKS) n = 0; /* not a count the host writes: run nothing, the summary tells */
   if (utvm_timing[0] > 0 && n > 0) { /* timing: task 0, number x repeat times */
     volatile UTVMTask *t = &utvm_tasks[0];
     UTVMShim shim = (UTVMShim)t->func;
@@ -313,10 +344,16 @@ void UTVMMain(void) {
   if (timed && !any_error) { /* the first measurement rides in the return registers */
     ret_lo = (uintptr_t)(uint32_t)utvm_counts[0];
     ret_hi = (uintptr_t)(uint32_t)(utvm_counts[0] >> 32);
-  } else if (utvm_num_tasks > 0) {
+  } else if (n > 0) {
     volatile uint32_t *ret = (volatile uint32_t *)utvm_tasks[0].ret;
     ret_lo = ret[0];
     ret_hi = ret[1];
   }
-  UTVMDone((uintptr_t)(utvm_tasks_done | (any_error << 16)), ret_lo, ret_hi);
+  /* Echo the run record as it is now: a kernel that wrote over it (or over the task count) makes
+   * the host refuse this run's result instead of trusting it. */
+  seen = utvm_run[0] > 126u ? 127u : utvm_run[0];
+  run_id = utvm_run[1];
+  summary = (uintptr_t)(utvm_tasks_done | (any_error << 16) | (seen << 17) | ((run_id & 0xFFu) << 24));
+  utvm_summary = summary;
+  UTVMDone(summary, ret_lo, ret_hi);
 }

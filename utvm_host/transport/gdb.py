@@ -9,10 +9,13 @@ registers with one ``g``.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
+from ..endpoint import Endpoint
 from .base import StopInfo, Transport
+from .interrupt import DeferredInterrupt
 from .rsp import RspClient
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,8 @@ class GdbTransport(Transport):
 
     RESTART_VERB = "halted"
 
-    def __init__(self, host: str, port: int, registers: RegisterMap, *, little_endian: bool = True,
+    def __init__(self, host: Union[str, Endpoint], port: Optional[int], registers: RegisterMap, *,
+                 little_endian: bool = True,
                  bp_kind: int = 4, timeout: float = 10.0):
         self.little_endian = little_endian
         self.regs = registers
@@ -49,7 +53,7 @@ class GdbTransport(Transport):
         self._use_G: Optional[bool] = None     # whether the server takes G (learnt on the first run)
         self.target_xml = self.rsp.target_xml()
         reply = self.rsp.packet(b"?")          # where the target is (QEMU -S: halted at reset)
-        log.debug("gdb server %s:%d stop status %r, features %s", host, port, reply, self.rsp.features)
+        log.debug("gdb server %s stop status %r, features %s", self.rsp.host, reply, self.rsp.features)
 
     def read(self, addr: int, n: int) -> bytes:
         return self.rsp.read_memory(addr, n) if n else b""
@@ -95,11 +99,7 @@ class GdbTransport(Transport):
                 self.rsp.write_register(self.regs.sp, sp_value, size, le)
                 self.rsp.write_register(self.regs.pc, pc_value, size, le)
             self.rsp.resume()
-        try:
-            reply = self.rsp.wait_stop(timeout)
-        except KeyboardInterrupt:
-            self.rsp.interrupt()
-            raise
+        reply = self._wait_stop(timeout)
         if reply is None:
             self.rsp.interrupt()
             return StopInfo("timeout", pc=self._reg(self.regs.pc))
@@ -115,14 +115,39 @@ class GdbTransport(Transport):
         values = tuple(self._field(blob, r) for r in wanted) + (0,) * (len(self.regs.results) - len(wanted))
         return StopInfo("done", pc=pc, result=values)
 
+    def _wait_stop(self, timeout: Optional[float]) -> Optional[bytes]:
+        """The stop reply, or None after ``timeout`` s. Ctrl-C stops the target (``\x03``), reads
+        its stop reply and then raises KeyboardInterrupt: the link stays in step."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with DeferredInterrupt() as guard:
+            while True:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                reply = self.rsp.wait_stop(0.1 if left is None else min(0.1, left))
+                if reply is not None:
+                    return reply
+                if guard.pending:
+                    self.rsp.interrupt()
+                    guard.check()
+
     @property
     def alive(self) -> bool:
-        return self.rsp is not None
+        return self.rsp is not None and self.rsp.usable
 
     def restart(self) -> None:
         """After a fault or timeout the target is already stopped; forget breakpoints (set again
-        on the next run, after the runtime's code has been rewritten)."""
+        on the next run, after the runtime's code has been rewritten). A connection closed out of
+        step (a second Ctrl-C mid-packet) is opened again: the target and its memory are kept."""
         self._regs_blob = None
+        if self.rsp is not None and not self.rsp.usable:
+            endpoint = self.rsp.endpoint
+            log.info("reconnecting to the GDB server at %s (the last connection was closed out of step)", endpoint)
+            self.rsp = RspClient(endpoint)
+            self.target_xml = self.rsp.target_xml()
+            self.rsp.packet(b"?")
+            self._breakpoints.clear()   # QEMU keeps them; set again on the next run (Z0 is idempotent)
+            self._use_G = None
         for addr, kind in list(self._breakpoints.items()):
             self.rsp.clear_breakpoint(addr & ~1, kind)
         self._breakpoints.clear()

@@ -16,6 +16,18 @@ from .base import StopInfo, Transport
 log = logging.getLogger(__name__)
 
 
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    """fallocate(PUNCH_HOLE | KEEP_SIZE) through libc (Python's os module has no fallocate);
+    False when the kernel or libc refuses (the caller then writes zeros)."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+        return libc.fallocate(fd, 0x02 | 0x01, offset, length) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 class HostTransport(Transport):
     """Memory ``[base, base + size)`` shared between Python and a :class:`HostCpu` child."""
 
@@ -64,8 +76,7 @@ class HostTransport(Transport):
             page = mmap.PAGESIZE
             first = (off + page - 1) // page * page
             last = (off + size) // page * page
-            if last > first:
-                os.fallocate(self.fd, 0x02 | 0x01, first, last - first)  # PUNCH_HOLE | KEEP_SIZE
+            if last > first and _punch_hole(self.fd, first, last - first):
                 self.view[off:first] = bytes(first - off)
                 self.view[last:off + size] = bytes(off + size - last)
                 return
@@ -79,8 +90,8 @@ class HostTransport(Transport):
         self.cpu.run(entry, stack_base, stack_size)
         try:
             reply = self.cpu.wait(timeout)
-        except BaseException:  # Ctrl-C while the kernel runs: the CPU is mid-call, end it
-            self.cpu.stop()
+        except BaseException:  # Ctrl-C while the kernel runs: the CPU is mid-call and cannot
+            self.cpu.stop(grace=0)   # answer a quit request: kill it at once
             raise
         if reply is None:
             probe = self.cpu.probe_and_stop()

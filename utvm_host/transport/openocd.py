@@ -14,10 +14,12 @@ import logging
 import socket
 import struct
 import time
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
+from ..endpoint import Endpoint, TcpEndpoint, as_endpoint
 from ..errors import ConnectionLost, TransportError, TransportTimeout
 from .base import StopInfo, Transport
+from .interrupt import DeferredInterrupt
 from .rsp import RspClient
 
 log = logging.getLogger(__name__)
@@ -43,10 +45,15 @@ class OpenOcdTransport(Transport):
     #: How recovery after a fault reads in messages ("the device was halted and ... reloaded").
     RESTART_VERB = "halted"
 
-    def __init__(self, host: str, port: int, *, little_endian: bool = True, bp_length: int = 4,
-                 result_regs: Sequence[str] = ("a0", "a1", "a2"), sp_reg: str = "sp",
-                 command_timeout: float = 10.0, connect_timeout: float = 5.0, gdb_port: Optional[int] = None):
-        self.host, self.port = host, port
+    def __init__(self, host: Union[str, Endpoint], port: Optional[int] = None, *, little_endian: bool = True,
+                 bp_length: int = 4, result_regs: Sequence[str] = ("a0", "a1", "a2"), sp_reg: str = "sp",
+                 command_timeout: float = 10.0, connect_timeout: float = 5.0, gdb_port: Optional[int] = None,
+                 gdb_endpoint: Optional[Endpoint] = None):
+        """Connect to OpenOCD's Tcl port: ``host, port`` or an :class:`~utvm_host.endpoint.Endpoint`
+        (a port in the session's private network). Bulk transfers use its gdb port when one is
+        given (``gdb_endpoint``, or ``gdb_port`` on the same host)."""
+        self.endpoint = as_endpoint(host, port)
+        self.host, self.port = str(self.endpoint), port   # messages name the endpoint
         self.little_endian = little_endian
         self.bp_length = bp_length
         self.result_regs = list(result_regs)
@@ -55,22 +62,18 @@ class OpenOcdTransport(Transport):
         self._breakpoints: Dict[int, int] = {}
         self._word = struct.Struct(("<" if little_endian else ">") + "I")
         self.sock: Optional[socket.socket] = None
-        deadline = time.monotonic() + connect_timeout
-        while True:
-            try:
-                self.sock = socket.create_connection((host, port), timeout=command_timeout)
-                break
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    raise ConnectionLost(f"cannot connect to OpenOCD's Tcl port at {host}:{port}: {exc}; "
-                                         "is OpenOCD running with `tcl_port " f"{port}`?") from exc
-                time.sleep(0.02)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock = self.endpoint.connect_retrying(command_timeout, connect_timeout)
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to OpenOCD's Tcl port at {self.endpoint}: {exc}; "
+                                 f"is OpenOCD running with `tcl_port {port or '...'}`?") from exc
         self._buf = b""
         self._pending = 0
         # Bulk transfers go through OpenOCD's gdb port when we started OpenOCD (binary X writes,
         # 8 KiB m reads: faster on Spike than Tcl write_memory/read_memory, measured side by side).
-        self.gdb_port = gdb_port
+        if gdb_endpoint is None and gdb_port is not None:
+            gdb_endpoint = TcpEndpoint(getattr(self.endpoint, "host", "127.0.0.1"), gdb_port)
+        self.gdb_endpoint = gdb_endpoint
         self._rsp: Optional[RspClient] = None
         self.halt()
 
@@ -84,19 +87,25 @@ class OpenOcdTransport(Transport):
         """
         if self.sock is None:
             raise ConnectionLost("the OpenOCD connection is closed")
+        guard = DeferredInterrupt()   # Ctrl-C waits for the reply (a second one closes the link)
         try:
-            self.sock.settimeout(timeout or self.command_timeout)
-            while self._pending:
-                self._reply()
-            self.sock.sendall(script.encode() + _TERM)
-            self._pending += 1
-            return self._reply()
+            with guard:
+                self.sock.settimeout(timeout or self.command_timeout)
+                while self._pending:
+                    self._reply()
+                self.sock.sendall(script.encode() + _TERM)
+                self._pending += 1
+                return self._reply()
+        except KeyboardInterrupt:
+            if guard.forced:   # bytes may have been dropped mid-reply: this stream is out of step
+                self.close()
+            raise
         except socket.timeout as exc:
             self.close()  # a reply may still come: this connection cannot be trusted any more
             raise TransportTimeout(f"OpenOCD did not answer {script[:60]!r} within "
                                    f"{timeout or self.command_timeout:g} s") from exc
         except OSError as exc:
-            raise ConnectionLost(f"lost the connection to OpenOCD at {self.host}:{self.port}: {exc}") from exc
+            raise ConnectionLost(f"lost the connection to OpenOCD at {self.host}: {exc}") from exc
 
     def _reply(self) -> str:
         while True:
@@ -105,9 +114,9 @@ class OpenOcdTransport(Transport):
                 reply, self._buf = self._buf[:end], self._buf[end + 1:]
                 self._pending -= 1
                 return reply.decode("utf-8", "replace")
-            chunk = self.sock.recv(1 << 16)
+            chunk = self.sock.recv(1 << 16)   # OSError (a reset): raw() says ConnectionLost
             if not chunk:
-                raise ConnectionLost(f"OpenOCD at {self.host}:{self.port} closed the connection")
+                raise ConnectionLost(f"OpenOCD at {self.host} closed the connection")
             self._buf += chunk
 
     def command(self, script: str, timeout: Optional[float] = None) -> str:
@@ -122,7 +131,7 @@ class OpenOcdTransport(Transport):
     def write(self, addr: int, data) -> None:
         view = memoryview(data).cast("B")
         n = view.nbytes
-        if self.gdb_port is not None and n >= RSP_MIN_BYTES:
+        if self.gdb_endpoint is not None and n >= RSP_MIN_BYTES:
             self._gdb().write_memory(addr, view)
             return
         head = min((-addr) % 4, n)
@@ -143,8 +152,11 @@ class OpenOcdTransport(Transport):
         self.command(f"write_memory 0x{addr:x} 8 {{{' '.join(map(hex, data.tobytes()))}}}")
 
     def _gdb(self) -> RspClient:
+        if self._rsp is not None and not self._rsp.usable:   # closed out of step (a second Ctrl-C): reconnect
+            self._rsp.close()
+            self._rsp = None
         if self._rsp is None:
-            self._rsp = RspClient(self.host, self.gdb_port, timeout=self.command_timeout)
+            self._rsp = RspClient(self.gdb_endpoint, timeout=self.command_timeout)
             # Read the registers once, as gdb does when it attaches: measured side by side, the
             # first transfers after a connect otherwise run ~6% slower (OpenOCD finishing its
             # attach work in between).
@@ -152,7 +164,7 @@ class OpenOcdTransport(Transport):
         return self._rsp
 
     def read(self, addr: int, n: int) -> bytes:
-        if self.gdb_port is not None and n >= RSP_MIN_BYTES:
+        if self.gdb_endpoint is not None and n >= RSP_MIN_BYTES:
             return self._gdb().read_memory(addr, n)
         out = bytearray()
         head = min((-addr) % 4, n)

@@ -10,14 +10,17 @@ Today this serves bulk writes into an OpenOCD gdb port (``X`` is ~20% faster tha
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
 
 import numpy as np
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
+from ..endpoint import Endpoint, as_endpoint
 from ..errors import ConnectionLost, TransportError, TransportTimeout
+from .interrupt import DeferredInterrupt
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +117,22 @@ class RspClient:
 
     #: Write packets sent before the first reply is awaited.
     WRITE_WINDOW = 2
+    #: Replies (or stop replies) the server still owes: nonzero after an exchange that ended
+    #: early (an error, a timeout); the next exchange reads them first (see :meth:`_exchange`).
+    _outstanding = 0
+    #: Why the connection cannot be used any more (it was closed), or None.
+    _broken: Optional[str] = None
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0):
-        self.host, self.port = host, port
+    def __init__(self, host: Union[str, Endpoint], port: Optional[int] = None, timeout: float = 10.0,
+                 connect_timeout: float = 2.0):
+        """Connect to ``host:port`` or to an :class:`~utvm_host.endpoint.Endpoint` (retrying for
+        ``connect_timeout`` seconds while the server is not listening yet)."""
+        self.endpoint = as_endpoint(host, port)
+        self.host, self.port = str(self.endpoint), port   # messages name the endpoint
         try:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock = self.endpoint.connect_retrying(timeout, connect_timeout)
         except OSError as exc:
-            raise ConnectionLost(f"cannot connect to the GDB server at {host}:{port}: {exc}") from exc
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raise ConnectionLost(f"cannot connect to the GDB server at {self.endpoint}: {exc}") from exc
         self.reader = PacketReader()
         self.ack = True
         self._ack_due = b""
@@ -145,9 +156,11 @@ class RspClient:
                 try:
                     chunk = self.sock.recv(1 << 16)
                 except socket.timeout as exc:
-                    raise TransportTimeout(f"the GDB server at {self.host}:{self.port} did not answer") from exc
+                    raise TransportTimeout(f"the GDB server at {self.host} did not answer") from exc
+                except OSError as exc:   # e.g. ConnectionResetError: the server died
+                    raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
                 if not chunk:
-                    raise ConnectionLost(f"the GDB server at {self.host}:{self.port} closed the connection")
+                    raise ConnectionLost(f"the GDB server at {self.host} closed the connection")
                 self.reader.feed(chunk)
                 continue
             if item[0] == "ack":
@@ -166,28 +179,90 @@ class RspClient:
                 return expand_rle(payload)
 
     def packet(self, payload: bytes, retries: int = 3) -> bytes:
-        """Send ``payload`` framed; return the reply's payload. Resends on ``-`` (ack mode)."""
+        """Send ``payload`` framed; return the reply's payload. Resends on ``-`` (ack mode).
+        Ctrl-C is raised after the reply was read (:meth:`_exchange`)."""
         data = frame(payload)
-        for _ in range(retries):
+        with self._exchange():
+            for _ in range(retries):
+                self._outstanding += 1
+                try:
+                    self.sock.sendall(self._ack_due + data)
+                    self._ack_due = b""
+                except OSError as exc:
+                    raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
+                try:
+                    reply = self._recv_packet()   # skips the server's '+'; a '-' means: send it again
+                except _Resend:
+                    self._outstanding -= 1
+                    continue
+                self._outstanding -= 1
+                return reply
+        raise TransportError(f"the GDB server at {self.host} refused a packet {retries} times")
+
+    @contextlib.contextmanager
+    def _exchange(self):
+        """One request/reply exchange (or a window of them), kept in step with the server.
+
+        Before it starts, replies an earlier exchange left owed (it ended with an error or a
+        timeout) are read and dropped. Inside it a first Ctrl-C is deferred until the replies are
+        in (:class:`~utvm_host.transport.interrupt.DeferredInterrupt`). A second Ctrl-C, or owed
+        replies that never come, close the connection: later requests raise ConnectionLost, never
+        read another request's reply."""
+        if self._broken is not None:
+            raise ConnectionLost(f"the connection to the GDB server at {self.host} was closed: {self._broken}")
+        with DeferredInterrupt() as guard:
+            if self._outstanding > 0:
+                self._drain()
             try:
-                self.sock.sendall(self._ack_due + data)
-                self._ack_due = b""
-            except OSError as exc:
-                raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
-            try:
-                return self._recv_packet()   # skips the server's '+'; a '-' means: send it again
-            except _Resend:
-                continue
-        raise TransportError(f"the GDB server at {self.host}:{self.port} refused a packet {retries} times")
+                yield guard
+            except BaseException:
+                if guard.forced:
+                    self._lose("a second Ctrl-C stopped an exchange half-way")
+                raise
+
+    def _drain(self) -> None:
+        owed = self._outstanding
+        try:
+            while self._outstanding > 0:
+                try:
+                    self._recv_packet()
+                except _Resend:
+                    pass
+                self._outstanding -= 1
+        except BaseException as exc:
+            self._lose(f"{owed} repl{'y' if owed == 1 else 'ies'} owed by an interrupted exchange did not arrive "
+                       f"({exc.__class__.__name__}: {exc})")
+            raise ConnectionLost(f"the connection to the GDB server at {self.host} was closed: {self._broken}") \
+                from None
+        log.debug("read and dropped %d repl%s an interrupted exchange left owed", owed, "y" if owed == 1 else "ies")
+
+    def _lose(self, why: str) -> None:
+        """The stream's state is unknown: close it for good (a new client must connect)."""
+        log.warning("closing the connection to the GDB server at %s: %s", self.host, why)
+        self._broken = why
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    @property
+    def usable(self) -> bool:
+        """False once the connection was closed because it could not be kept in step."""
+        return self._broken is None
 
     def _wait_ack(self) -> bool:
         """True if the server asked for a resend."""
         while True:
             item = self.reader.next()
             if item is None:
-                chunk = self.sock.recv(1 << 16)
+                try:
+                    chunk = self.sock.recv(1 << 16)
+                except socket.timeout as exc:
+                    raise TransportTimeout(f"the GDB server at {self.host} did not acknowledge a packet") from exc
+                except OSError as exc:
+                    raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
                 if not chunk:
-                    raise ConnectionLost(f"the GDB server at {self.host}:{self.port} closed the connection")
+                    raise ConnectionLost(f"the GDB server at {self.host} closed the connection")
                 self.reader.feed(chunk)
                 continue
             if item[0] == "ack":
@@ -239,23 +314,30 @@ class RspClient:
         if self._binary is None:
             self._binary = self.packet(b"X%x,0:" % addr) == b"OK"
         in_flight: List[Tuple[int, int]] = []
-        for body, at, n in self._packets_for(addr, view):
-            try:
-                self.sock.sendall(self._ack_due + frame(body))
-                self._ack_due = b""
-            except OSError as exc:
-                raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
-            in_flight.append((at, n))
-            if len(in_flight) >= self.WRITE_WINDOW:
+        with self._exchange() as guard:
+            for body, at, n in self._packets_for(addr, view):
+                if guard.pending:   # Ctrl-C: send nothing more, read the replies in flight, then raise
+                    break
+                self._outstanding += 1
+                try:
+                    self.sock.sendall(self._ack_due + frame(body))
+                    self._ack_due = b""
+                except OSError as exc:
+                    raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
+                in_flight.append((at, n))
+                if len(in_flight) >= self.WRITE_WINDOW:
+                    self._write_reply(*in_flight.pop(0))
+            while in_flight:
                 self._write_reply(*in_flight.pop(0))
-        while in_flight:
-            self._write_reply(*in_flight.pop(0))
+            guard.check()
 
     def _write_reply(self, at: int, n: int) -> None:
         if self.ack and self._wait_ack():
-            raise TransportError(f"the GDB server at {self.host}:{self.port} asked to resend the write at "
+            raise TransportError(f"the GDB server at {self.host} asked to resend the write at "
                                  f"0x{at:x} (the link corrupted it)")
-        self._check(self._recv_packet(), f"a write of {n} bytes at 0x{at:x}")
+        reply = self._recv_packet()
+        self._outstanding -= 1
+        self._check(reply, f"a write of {n} bytes at 0x{at:x}")
 
     def read_memory(self, addr: int, n: int) -> bytes:
         """Hex ``m`` packets, chunked like :meth:`write_memory`."""
@@ -315,47 +397,59 @@ class RspClient:
         """``G`` (all registers) and ``c`` in one write: the server handles them in order, so
         the continue costs no extra round trip. Raises if ``G`` is refused (the target then
         runs from wherever it was: call only where ``G`` is known to work)."""
-        try:
-            self.sock.sendall(self._ack_due + frame(b"G" + blob) + frame(b"c"))
-            self._ack_due = b""
-        except OSError as exc:
-            raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
-        if self.ack and self._wait_ack():
-            raise TransportError("the GDB server asked to resend a G packet")
-        reply = self._recv_packet()
-        if self.ack:
-            self._wait_ack()
+        with self._exchange():
+            self._outstanding += 2   # G's reply, then the stop reply (wait_stop)
+            try:
+                self.sock.sendall(self._ack_due + frame(b"G" + blob) + frame(b"c"))
+                self._ack_due = b""
+            except OSError as exc:
+                raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
+            if self.ack and self._wait_ack():
+                raise TransportError("the GDB server asked to resend a G packet")
+            reply = self._recv_packet()
+            self._outstanding -= 1
+            if self.ack:
+                self._wait_ack()
         if reply != b"OK":
             raise TransportError(f"the GDB server refused to write the registers: {reply.decode(errors='replace')!r}")
 
     def resume(self) -> None:
         """``c``: continue; the stop reply comes later (:meth:`wait_stop`)."""
-        try:
-            self.sock.sendall(self._ack_due + frame(b"c"))
-            self._ack_due = b""
-        except OSError as exc:
-            raise ConnectionLost(f"lost the GDB server at {self.host}:{self.port}: {exc}") from exc
-        if self.ack:
-            self._wait_ack()
+        with self._exchange():
+            self._outstanding += 1   # the stop reply
+            try:
+                self.sock.sendall(self._ack_due + frame(b"c"))
+                self._ack_due = b""
+            except OSError as exc:
+                raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
+            if self.ack:
+                self._wait_ack()
 
     def wait_stop(self, timeout: Optional[float]) -> Optional[bytes]:
         """The stop reply (``T05...``, ``S05``, ``W00``...), or None after ``timeout`` seconds."""
+        if self._broken is not None:
+            raise ConnectionLost(f"the connection to the GDB server at {self.host} was closed: {self._broken}")
         old = self.sock.gettimeout()
         self.sock.settimeout(timeout)
         try:
-            return self._recv_packet()
+            reply = self._recv_packet()
         except TransportTimeout:
             return None
         finally:
             self.sock.settimeout(old)
+        self._outstanding = max(0, self._outstanding - 1)
+        return reply
 
     def interrupt(self, timeout: float = 5.0) -> bytes:
         """Stop a running target (``\x03``) and return its stop reply."""
-        self.sock.sendall(self._ack_due + b"\x03")
+        try:
+            self.sock.sendall(self._ack_due + b"\x03")
+        except OSError as exc:
+            raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
         self._ack_due = b""
         reply = self.wait_stop(timeout)
         if reply is None:
-            raise TransportTimeout(f"the GDB server at {self.host}:{self.port} did not stop the target")
+            raise TransportTimeout(f"the GDB server at {self.host} did not stop the target")
         return reply
 
     def close(self) -> None:

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import struct
 import time
 import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..endpoint import Endpoint, UnixEndpoint
 from ..errors import ConnectionLost, TransportError, TransportTimeout
 from .base import StopInfo, Transport
+from .interrupt import DeferredInterrupt, interrupt_pending
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,48 @@ def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
+class SocketPort:
+    """A stream socket dressed as a pyserial port (``read`` returns what arrived within 50 ms,
+    maybe nothing): QEMU serves a device's UART on a Unix socket in the session folder."""
+
+    timeout = 0.05
+
+    def __init__(self, endpoint: Endpoint, connect_timeout: float):
+        try:
+            self.sock = endpoint.connect_retrying(self.timeout, connect_timeout)
+        except OSError as exc:
+            raise ConnectionLost(f"cannot open the serial link {endpoint}: {exc}") from None
+        self.sock.settimeout(self.timeout)
+
+    @property
+    def in_waiting(self) -> int:
+        """Bytes that arrived and are not read yet (FIONREAD), as pyserial reports them."""
+        import fcntl
+        import termios
+        raw = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return struct.unpack("i", raw)[0]
+
+    def read(self, n: int) -> bytes:
+        try:
+            data = self.sock.recv(n)
+        except socket.timeout:
+            return b""
+        if not data:
+            raise OSError("the serial link closed")
+        return data
+
+    def write(self, data: bytes) -> int:
+        self.sock.settimeout(None)
+        try:
+            self.sock.sendall(data)
+        finally:
+            self.sock.settimeout(self.timeout)
+        return len(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class SerialTransport(Transport):
     """The serial stub's protocol (see the module docstring). ``port`` may be given instead of
     ``url`` (any object with ``read``/``write``/``close`` like a pyserial port: the fault-injection
@@ -85,6 +130,8 @@ class SerialTransport(Transport):
         self.retries = retries
         self.console_path = console
         self.url = url
+        if port is None and url is not None and url.startswith("unix://"):
+            port = SocketPort(UnixEndpoint(url[len("unix://"):]), connect_timeout)
         if port is None:
             import serial
             deadline = time.monotonic() + connect_timeout
@@ -134,14 +181,15 @@ class SerialTransport(Transport):
         payload = bytes((seq, cmd)) + body
         return cobs_encode(payload + struct.pack("<I", crc32(payload)))
 
-    def _read_frame(self, deadline: float) -> Optional[bytes]:
+    def _read_frame(self, deadline: float, stop_on_interrupt: bool = False) -> Optional[bytes]:
         """The next well-formed reply payload (console frames are consumed on the way), or None
-        at the deadline. Malformed frames are counted and skipped."""
+        at the deadline (or at a deferred Ctrl-C, with ``stop_on_interrupt``). Malformed frames
+        are counted and skipped."""
         while True:
             end = self._buf.find(0)
             while end < 0:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or (stop_on_interrupt and interrupt_pending()):
                     return None
                 try:
                     chunk = self.port.read(max(1, getattr(self.port, "in_waiting", 0) or 1))
@@ -168,6 +216,17 @@ class SerialTransport(Transport):
 
     def _exchange(self, requests: List[Tuple[int, bytes]], timeout: Optional[float] = None,
                   patient: bool = False) -> List[bytes]:
+        """As :meth:`_exchange_in_step`, with Ctrl-C deferred until the requests already sent are
+        answered (a call, ``patient``, is left at once: the link cannot stop a kernel) and a
+        link that fails (OSError, e.g. QEMU serving the UART died) raising ConnectionLost."""
+        with DeferredInterrupt() as guard:
+            try:
+                return self._exchange_in_step(requests, timeout, patient, guard)
+            except OSError as exc:
+                raise ConnectionLost(f"the serial link {self.url} failed: {exc}") from None
+
+    def _exchange_in_step(self, requests: List[Tuple[int, bytes]], timeout: Optional[float],
+                          patient: bool, guard: DeferredInterrupt) -> List[bytes]:
         """Send requests (command, body), up to WINDOW in flight, and return each reply's body
         (after its status byte), in order. A lost or corrupted reply makes the oldest request
         go again with its seq (reads and writes may be done twice; a call never is: the stub
@@ -179,8 +238,8 @@ class SerialTransport(Transport):
         pending: List[List] = []          # [seq, cmd, frame, tries]
         got: Dict[int, bytes] = {}        # replies that came for requests still in flight
         queue = list(requests)
-        while queue or pending:
-            while queue and len(pending) < WINDOW:
+        while (queue and not guard.pending) or pending:
+            while queue and len(pending) < WINDOW and not guard.pending:
                 cmd, body = queue.pop(0)
                 seq = self._next_seq()
                 frame = self._frame(seq, cmd, body)
@@ -190,7 +249,9 @@ class SerialTransport(Transport):
             seq, cmd, frame, tries = pending[0]
             if seq not in got:
                 bad_before = self.stats["bad"]
-                reply = self._read_frame(time.monotonic() + wait)
+                reply = self._read_frame(time.monotonic() + wait, stop_on_interrupt=patient)
+                if reply is None and patient and guard.pending:
+                    guard.check()   # a call the link cannot stop: run() marks the device busy
                 if reply is None and patient and self.stats["bad"] == bad_before:
                     raise TransportTimeout(f"no reply from the device within {wait:g} s")
                 if reply is not None:
@@ -228,6 +289,7 @@ class SerialTransport(Transport):
                 continue
             out.append(got.pop(seq))
             pending.pop(0)
+        guard.check()   # Ctrl-C during the transfer: every request sent was answered
         return out
 
     def _handshake(self, timeout: float) -> Dict[str, int]:

@@ -1,0 +1,143 @@
+"""The processes behind a device die (killed, crashed by a kernel) or outlive their starter:
+the session says what happened, starts them again, and the next call is correct."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES, KERNELS, device_cfg, is_host
+from utvm_host import ConnectionLost, DeviceError, Session, build
+
+FAULTS_C = KERNELS / "faults.c"
+
+
+def vadd_works(mod, n: int = 600) -> None:
+    """A call whose arrays go through the bulk path (>= 512 bytes) and the small one."""
+    a = np.arange(n, dtype=np.float32)
+    c = np.zeros_like(a)
+    mod["vadd"](a, a, c, n)
+    np.testing.assert_array_equal(c, 2 * a)
+
+
+def process(sess, name: str):
+    return next(p for p in sess._processes if p.name == name)
+
+
+@pytest.fixture(scope="module", params=["spike-rv32", "qemu-cortex-m3"])
+def simulated(request):
+    cfg = device_cfg(request.param)
+    sess = Session(cfg, timeout=5).open()
+    try:
+        vadd = sess.load(build([EXAMPLES / "vadd.c"], cfg))
+        faults = sess.load(build([FAULTS_C], cfg, cflags=["-O1"]))
+        yield request.param, cfg, sess, vadd, faults
+    finally:
+        sess.close()
+
+
+#: The program killed on each device (Spike's OpenOCD is killed in a test of its own).
+SIMULATOR = {"spike-rv32": "spike", "qemu-cortex-m3": "qemu"}
+
+
+class TestKilled:
+    # Fault injected from outside: a simulator killed (the OOM killer, a user's kill -9).
+    def test_simulator_killed_while_idle(self, simulated):
+        name, cfg, sess, vadd, faults = simulated
+        victim = process(sess, SIMULATOR[name])
+        pid = victim.pid
+        t = sess.tensor(np.arange(8, dtype=np.int32))
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        with pytest.raises(ConnectionLost) as e:
+            vadd_works(vadd)
+        assert f"(pid {pid})" in str(e.value) and str(e.value).endswith(
+            "the device could not be reached, so it was started again and its 2 libraries reloaded "
+            "(tensor contents were lost with its memory)")
+        assert process(sess, SIMULATOR[name]).pid != pid
+        vadd_works(vadd)
+        with pytest.raises(DeviceError):   # the old device's bytes are gone: never handed back
+            t.numpy()
+
+    def test_simulator_killed_during_a_call(self, simulated):
+        name, cfg, sess, vadd, faults = simulated
+        pid = process(sess, SIMULATOR[name]).pid
+        timer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+        timer.start()
+        try:
+            with pytest.raises(ConnectionLost) as e:
+                faults["spin"](0, timeout=20)
+        finally:
+            timer.cancel()
+        assert "while calling kernel 'spin'" in str(e.value) and str(e.value).endswith(
+            "the device could not be reached, so it was started again and its 2 libraries reloaded "
+            "(tensor contents were lost with its memory)")
+        vadd_works(vadd)
+
+    def test_openocd_killed(self):
+        cfg = device_cfg("spike-rv32")
+        with Session(cfg) as sess:
+            vadd = sess.load(build([EXAMPLES / "vadd.c"], cfg))
+            pid = process(sess, "openocd").pid
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            with pytest.raises(ConnectionLost):
+                vadd_works(vadd)
+            vadd_works(vadd)
+            assert process(sess, "openocd").pid != pid
+
+    def test_reset_after_the_simulator_died(self, simulated):
+        name, cfg, sess, vadd, faults = simulated
+        os.kill(process(sess, SIMULATOR[name]).pid, signal.SIGKILL)
+        time.sleep(0.2)
+        sess.reset()
+        vadd_works(vadd)
+        sess.reset()   # and again: a restarted Spike's port is read from its own log lines
+        vadd_works(vadd)
+
+
+class TestKernelKillsSpike:
+    def test_kernel_writing_tohost_ends_spike_and_the_session_recovers(self):
+        cfg = device_cfg("spike-rv32")
+        with Session(cfg, timeout=5) as sess:
+            vadd = sess.load(build([EXAMPLES / "vadd.c"], cfg))
+            bad = sess.load(build([KERNELS / "clobber_tohost.c"], cfg))
+            spike = process(sess, "spike")
+            with pytest.raises(ConnectionLost) as e:
+                bad["clobber_tohost"](0, 0xDEADBEEF)
+            # Spike exits; OpenOCD, losing its JTAG link mid-command, may abort first
+            assert re.fullmatch(r"the device's (spike|openocd) \(pid \d+\) (exited with status \d+|was killed by "
+                                r"SIGABRT) while calling kernel 'clobber_tohost'; the device could not be reached, so "
+                                r"it was started again and its 2 libraries reloaded \(tensor contents were lost with "
+                                r"its memory\)", str(e.value)), str(e.value)
+            assert "*** FAILED *** (tohost = " in spike.log_text()
+            vadd_works(vadd)
+            bad.unload()
+
+
+@pytest.mark.parametrize("name", ["host", "spike-rv32", "qemu-cortex-m3"])
+def test_session_opened_in_a_thread_outlives_the_thread(name):
+    """PR_SET_PDEATHSIG fires when the thread that forked a child exits: the device's processes
+    are forked from a thread that lives as long as Python."""
+    cfg = device_cfg(name)
+    box = {}
+
+    def open_session() -> None:
+        box["sess"] = Session(cfg).open()
+
+    worker = threading.Thread(target=open_session)
+    worker.start()
+    worker.join()
+    sess = box["sess"]
+    try:
+        time.sleep(0.3)   # a child killed with the thread would be gone by now
+        procs = [sess.transport.cpu] if is_host(cfg) else sess._processes
+        assert procs and all(p.alive for p in procs)
+        vadd_works(sess.load(build([EXAMPLES / "vadd.c"], cfg)))
+    finally:
+        sess.close()
