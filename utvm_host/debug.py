@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from .errors import DeviceError, ToolNotFoundError, UtvmError
 from .session import call_context
-from .transport.base import StopInfo, Transport
+from .transport.base import StopInfo, Transport, Writes
 
 log = logging.getLogger(__name__)
 
@@ -479,9 +479,11 @@ class DebugTransport(Transport):
                     self.dbg.mi.command(f"-data-write-memory-bytes 0x{addr + off:x} {chunk}")
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
         """Start through gdb and wait (without a timeout: the user may be stepping) until the
         core reaches the done symbol; stops at breakpoints on the way are the user's."""
+        for addr, data in before:
+            self.write(addr, data)
         mi = self.dbg.mi
         with self._lock:
             self.pending = True

@@ -83,6 +83,7 @@ def _disown_after_fork() -> None:
     (which would kill them when the child exits) are detached; ``stop()`` forgets them."""
     global _live_lock
     _live_lock = threading.Lock()   # another thread may have held it at the fork
+    _spawner._lock = threading.Lock()   # likewise; its thread does not exist in the child
     for process in list(_live):
         finalizer = process._finalizer
         if finalizer is not None:

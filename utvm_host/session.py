@@ -74,6 +74,21 @@ def load(lib: Union[Library, str, os.PathLike]) -> "Module":
     return current_session().load(lib)
 
 
+#: Unix socket paths (QEMU's gdbstub and UART, gdb's way to OpenOCD) must stay under 108 bytes:
+#: a session folder is made where its sockets' paths fit.
+_MAX_FOLDER_PARENT = 64
+
+
+def _session_parent() -> str:
+    """The folder session folders go in: the temporary directory, or /tmp when its path is too
+    long for the Unix sockets inside a session folder."""
+    parent = tempfile.gettempdir()
+    if len(parent) > _MAX_FOLDER_PARENT and os.access("/tmp", os.W_OK | os.X_OK):
+        log.debug("temporary directory %s is too long for Unix socket paths: session folders go in /tmp", parent)
+        return "/tmp"
+    return parent
+
+
 def _plural(n: int, word: str) -> str:
     if n == 1:
         return f"{n} {word}"
@@ -193,7 +208,7 @@ class Session:
             raise ConfigError(f"device '{self.cfg.name}' uses transport {kind!r}, which this version of "
                               "utvm-host cannot drive (it knows 'host', 'openocd', 'gdb' and 'serial')")
         self.layout = self.cfg.memory_layout()
-        self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-"))
+        self.workdir = Path(tempfile.mkdtemp(prefix="utvm-session-", dir=_session_parent()))
         self._owner_pid = os.getpid()   # a forked child inherits this object, not the device
         self._finalizer = weakref.finalize(self, _remove_folder, str(self.workdir), self._owner_pid)
         try:
@@ -1024,9 +1039,8 @@ class Session:
             self._write_checked(tasks, task, "the task table")
             self._last_task = task
             self._last_batch = None
-        self._start_run(1)
         stop = self._execute(timeout, 3 if timing is not None else fn._result_regs, f"'{fn.name}'",
-                             f"calling kernel '{fn.name}'", "a call")
+                             f"calling kernel '{fn.name}'", "a call", before=self._start_run(1))
         if stop.kind != "done":
             self._raise_stop(fn, stop, timeout)
         if stop.result is not None:  # the runtime's summary came back in registers
@@ -1044,11 +1058,13 @@ class Session:
         status, error = self._status.unpack_from(done, self._task_off["status"])
         return status, error, tr.read(ret_addr, abi.SLOT_SIZE), self._read_counts(timing)
 
-    def _start_run(self, n: int) -> None:
-        """Write the run record: ``n`` tasks and the next run id (one write before every run)."""
+    def _start_run(self, n: int) -> List[Tuple[int, bytes]]:
+        """The run record for the next run: ``n`` tasks and the next run id, as the write the
+        transport makes in the same round trip as the start (``Transport.run(before=...)``).
+        Not read back even with verify: the runtime echoes both in its completion summary."""
         self._run_id = (self._run_id + 1) & 0xFFFFFFFF
-        self._write_checked(self._sym["utvm_run"], struct.pack(self._order + "II", n, self._run_id), "the run record")
         self._num_tasks = n
+        return [(self._sym["utvm_run"], struct.pack(self._order + "II", n, self._run_id))]
 
     def _read_summary(self) -> int:
         """The runtime's completion summary from memory (transports that report no registers)."""
@@ -1068,14 +1084,15 @@ class Session:
                           f"device memory was corrupted (a kernel writing outside its buffers?), so its result "
                           f"cannot be trusted; {recovered}")
 
-    def _execute(self, timeout: Optional[float], results: int, during: str, doing: str, what: str) -> StopInfo:
-        """Run the runtime's entry on the device stack until UTVMDone; a lost link or an
-        interrupted run is recovered from before the error goes on (``during``, ``doing`` and
-        ``what`` word the messages)."""
+    def _execute(self, timeout: Optional[float], results: int, during: str, doing: str, what: str,
+                 before: Sequence[Tuple[int, bytes]] = ()) -> StopInfo:
+        """Run the runtime's entry on the device stack until UTVMDone, after the ``before``
+        writes; a lost link or an interrupted run is recovered from before the error goes on
+        (``during``, ``doing`` and ``what`` word the messages)."""
         tr, stack = self.transport, self._stack_block
         try:
             return tr.run(self._entry, stack_base=stack.start, stack_size=stack.size, stop_at=self._sym["UTVMDone"],
-                          timeout=timeout, results=results)
+                          timeout=timeout, results=results, before=before)
         except ConnectionLost as exc:
             if getattr(exc, "recovered", False):
                 raise
@@ -1140,9 +1157,9 @@ class Session:
             self._last_batch = key
             self._last_task = None
         n = len(chunk)
-        self._start_run(n)
         first = chunk[0].function
-        stop = self._execute(timeout, 3, f"a batch of {n} calls", f"running a batch of {n} calls", "a batch")
+        stop = self._execute(timeout, 3, f"a batch of {n} calls", f"running a batch of {n} calls", "a batch",
+                             before=self._start_run(n))
 
         def current() -> "BoundCall":   # the call the device was in when it stopped
             try:

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,21 @@ class TestNoPortRaces:
             for s in squatters:
                 s.close()
         assert squatters and accepted == []
+
+
+def test_a_long_temporary_directory_still_gives_working_sockets(monkeypatch, tmp_path):
+    """Unix socket paths must stay under 108 bytes: with a long TMPDIR the session folder (and
+    its sockets) go in /tmp instead, and leave nothing there."""
+    long = tmp_path / ("x" * 60) / ("y" * 60)
+    long.mkdir(parents=True)
+    monkeypatch.setattr("tempfile.tempdir", str(long))
+    cfg = device_cfg("qemu-cortex-m3")
+    with Session(cfg) as sess:
+        assert sess.workdir.parent == Path("/tmp") and len(sess.gdb_target) < 108
+        mod = sess.load(build([EXAMPLES / "vadd.c"], cfg))
+        a = np.arange(16, dtype=np.float32)
+        c = np.zeros_like(a)
+        mod["vadd"](a, a, c, 16)
+        np.testing.assert_array_equal(c, 2 * a)
+        folder = sess.workdir
+    assert not folder.exists()

@@ -5,9 +5,13 @@ import abc
 import logging
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 log = logging.getLogger(__name__)
+
+
+#: ``(address, bytes)`` writes a run makes before it starts.
+Writes = Sequence[Tuple[int, bytes]]
 
 
 @dataclass
@@ -58,10 +62,12 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
         """Start the device at ``entry`` and wait until it reaches ``stop_at``, faults, or
         ``timeout`` seconds pass. ``results``: how many result registers the caller needs
-        (transports that read registers at the stop may read fewer)."""
+        (transports that read registers at the stop may read fewer). ``before``: small
+        ``(address, bytes)`` writes to make first, in the same round trip as the start where
+        the link allows (the runtime's run record: no extra round trip per call)."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Union
 
 from ..endpoint import Endpoint
-from .base import StopInfo, Transport
+from .base import StopInfo, Transport, Writes
 from .interrupt import DeferredInterrupt
 from .rsp import RspClient
 
@@ -77,7 +77,7 @@ class GdbTransport(Transport):
         return blob[:2 * size * number] + raw + blob[2 * size * (number + 1):]
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
         """Two round trips: ``G`` (all registers, pc and sp changed) with ``c`` in the same write,
         then the stop reply, then ``g`` (pc and the results in one read)."""
         if stop_at is not None and stop_at not in self._breakpoints:
@@ -89,9 +89,11 @@ class GdbTransport(Transport):
             self._regs_blob = self.rsp.packet(b"g")
         blob = self._with_field(self._with_field(self._regs_blob, self.regs.sp, sp_value), self.regs.pc, pc_value)
         self._regs_blob = None
-        if self._use_G is True:                # known to work: G and c in one write
-            self.rsp.write_registers_and_resume(blob)
+        if self._use_G is True:                # known to work: the writes, G and c in one write
+            self.rsp.write_registers_and_resume(blob, before)
         else:
+            for addr, data in before:
+                self.write(addr, data)
             if self._use_G is None:           # first run: find out whether the server takes G
                 self._use_G = self.rsp.packet(b"G" + blob) == b"OK"
             if not self._use_G:

@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..errors import TransportError
 from ..launch import HostCpu
-from .base import StopInfo, Transport
+from .base import StopInfo, Transport, Writes
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,12 @@ class HostTransport(Transport):
         self.view[off:off + size] = bytes([value]) * size
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int] = None,
-            timeout: Optional[float] = None, results: Optional[int] = None) -> StopInfo:
+            timeout: Optional[float] = None, results: Optional[int] = None, before: Writes = ()) -> StopInfo:
         """Call ``entry`` (a ``void(void)`` function) on the device stack. ``stop_at`` is not
         needed here: the call returns. A fault or a timeout ends the CPU process; call
         :meth:`restart` before the next run."""
+        for addr, data in before:
+            self.write(addr, data)
         self.cpu.run(entry, stack_base, stack_size)
         try:
             reply = self.cpu.wait(timeout)

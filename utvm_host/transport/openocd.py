@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from ..endpoint import Endpoint, TcpEndpoint, as_endpoint
 from ..errors import ConnectionLost, TransportError, TransportTimeout
-from .base import StopInfo, Transport
+from .base import StopInfo, Transport, Writes
 from .interrupt import DeferredInterrupt
 from .rsp import RspClient
 
@@ -238,8 +238,9 @@ class OpenOcdTransport(Transport):
             del self._breakpoints[addr]
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
-        """As :meth:`Transport.run`; ``results`` limits how many of ``result_regs`` are read."""
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
+        """As :meth:`Transport.run`; ``results`` limits how many of ``result_regs`` are read.
+        Word-aligned ``before`` writes go in the script that starts the core."""
         if stop_at is not None:
             self.set_breakpoint(stop_at)
         top = (stack_base + stack_size) & ~0xF
@@ -253,8 +254,15 @@ class OpenOcdTransport(Transport):
         # get_reg needs -force, or it returns the values set_reg left in its register cache.
         check = (f"if {{[[target current] curstate] ne \"halted\"}} {{set r UTVM_RUNNING}} "
                  f"else {{get_reg -force {{{regs}}}}}")
+        writes = ""
+        for addr, data in before:
+            if addr % 4 or len(data) % 4:
+                self.write(addr, data)
+                continue
+            words = struct.unpack(f"{'<' if self.little_endian else '>'}{len(data) // 4}I", data)
+            writes += f"write_memory 0x{addr:x} 32 {{{' '.join(map(hex, words))}}}; "
         try:
-            reply = self.command(f"set_reg {{pc 0x{entry:x} {self.sp_reg} 0x{top:x}}}; resume; "
+            reply = self.command(f"{writes}set_reg {{pc 0x{entry:x} {self.sp_reg} 0x{top:x}}}; resume; "
                                  f"catch {{wait_halt {FIRST_WAIT_MS}}}; {check}")
             while reply.strip() == "UTVM_RUNNING":
                 left = deadline - time.monotonic()

@@ -16,7 +16,7 @@ import re
 import socket
 
 import numpy as np
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..endpoint import Endpoint, as_endpoint
 from ..errors import ConnectionLost, TransportError, TransportTimeout
@@ -393,17 +393,27 @@ class RspClient:
     def clear_breakpoint(self, addr: int, kind: int, hardware: bool = False) -> None:
         self.packet(b"z%d,%x,%x" % (1 if hardware else 0, addr, kind))
 
-    def write_registers_and_resume(self, blob: bytes) -> None:
-        """``G`` (all registers) and ``c`` in one write: the server handles them in order, so
-        the continue costs no extra round trip. Raises if ``G`` is refused (the target then
-        runs from wherever it was: call only where ``G`` is known to work)."""
+    def write_registers_and_resume(self, blob: bytes, writes: Sequence[Tuple[int, bytes]] = ()) -> None:
+        """``M`` for each small ``(address, bytes)`` of ``writes``, ``G`` (all registers) and ``c``
+        in one write: the server handles them in order, so neither the writes nor the continue
+        cost a round trip. Raises if a write or ``G`` is refused (the target then runs anyway:
+        call only where ``G`` is known to work; the caller's completion check notices)."""
+        packets = [(b"M%x,%x:" % (addr, len(data)) + bytes(data).hex().encode(), addr, len(data))
+                   for addr, data in writes]
         with self._exchange():
-            self._outstanding += 2   # G's reply, then the stop reply (wait_stop)
+            self._outstanding += len(packets) + 2   # each M's reply, G's reply, then the stop reply
             try:
-                self.sock.sendall(self._ack_due + frame(b"G" + blob) + frame(b"c"))
+                self.sock.sendall(self._ack_due + b"".join(frame(p) for p, _, _ in packets)
+                                  + frame(b"G" + blob) + frame(b"c"))
                 self._ack_due = b""
             except OSError as exc:
                 raise ConnectionLost(f"lost the GDB server at {self.host}: {exc}") from exc
+            for _, addr, n in packets:
+                if self.ack and self._wait_ack():
+                    raise TransportError(f"the GDB server asked to resend the write at 0x{addr:x}")
+                reply = self._recv_packet()
+                self._outstanding -= 1
+                self._check(reply, f"a write of {n} bytes at 0x{addr:x}")
             if self.ack and self._wait_ack():
                 raise TransportError("the GDB server asked to resend a G packet")
             reply = self._recv_packet()

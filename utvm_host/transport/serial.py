@@ -8,8 +8,9 @@ reply, so nothing is done twice), up to ``retries`` times; then :class:`Transpor
 what happened. A HELLO with a nonce at connect time (and the nonce echoed by every PING) tells
 a device that restarted from one that did not.
 
-``serial_for_url`` means ``/dev/ttyUSB0`` reaches a board and ``socket://127.0.0.1:PORT`` QEMU's
-UART (its ``-serial tcp:...,server=on``).
+``serial_for_url`` means ``/dev/ttyUSB0`` reaches a board and ``socket://HOST:PORT`` a UART served
+over TCP; ``unix://PATH`` is QEMU's UART as the session starts it (``-serial unix:PATH,server=on``
+in the session's 0700 folder: nobody else can connect to it).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..endpoint import Endpoint, UnixEndpoint
 from ..errors import ConnectionLost, TransportError, TransportTimeout
-from .base import StopInfo, Transport
+from .base import StopInfo, Transport, Writes
 from .interrupt import DeferredInterrupt, interrupt_pending
 
 log = logging.getLogger(__name__)
@@ -342,8 +343,12 @@ class SerialTransport(Transport):
     # -- control -----------------------------------------------------------------------------
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
         sp = (stack_base + stack_size) & ~0xF
+        # The writes go first, on their own: a call's exchange waits patiently (silence is a
+        # kernel still running), which a write whose reply got lost must not be mistaken for.
+        for addr, data in before:
+            self.write(addr, data)
         try:
             reply = self._exchange([(CALL, struct.pack("<QQ", entry, sp))],
                                    timeout=1e9 if timeout is None else timeout + 0.2, patient=True)[0]

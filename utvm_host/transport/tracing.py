@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from .base import StopInfo, Transport
+from .base import StopInfo, Transport, Writes
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,14 @@ class TracingTransport(Transport):
         self.inner.fill(addr, size, value)
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
+        for addr, data in before:
+            view = memoryview(data).cast("B")
+            log.debug("write 0x%x, %d bytes (with the run)\n%s", addr, view.nbytes, _dump_view(addr, view))
         log.debug("run   entry 0x%x, stack 0x%x+%d, stop at %s, timeout %s s", entry, stack_base, stack_size,
                   f"0x{stop_at:x}" if stop_at is not None else "-", timeout)
         stop = self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout,
-                              results=results)
+                              results=results, before=before)
         log.debug("stop  %s", stop)
         return stop
 
@@ -113,10 +116,11 @@ class CountingTransport(Transport):
         self.inner.fill(addr, size, value)
 
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
-            timeout: Optional[float], results: Optional[int] = None) -> StopInfo:
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
         self.runs += 1
+        self.bytes_written += sum(len(data) for _, data in before)
         return self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout,
-                              results=results)
+                              results=results, before=before)
 
     def close(self) -> None:
         self.inner.close()
