@@ -25,6 +25,14 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "kernels"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def line_of(marker: str, source: Path = KERNELS / "faults.c") -> int:
+    """The line of ``source`` (by default the fault kernels) that contains ``marker``."""
+    for number, text in enumerate(source.read_text().splitlines(), 1):
+        if marker in text:
+            return number
+    raise AssertionError(marker)
+
+
 def missing(message: str) -> None:
     """Something the test needs is not installed: skip on a developer machine, fail in CI."""
     if IN_CI:

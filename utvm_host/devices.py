@@ -294,8 +294,8 @@ def qemu(machine: str = "riscv32", *, icount: bool = False, timeout: float = 10.
 def serial(url: str, *, arch: str, memory: Sequence[Tuple[int, int]], uart: Optional[Dict[str, Any]] = None,
            baudrate: int = 115200, timeout: float = 10.0) -> DeviceConfig:
     """A board reached only through a UART (``/dev/ttyUSB0``, any pyserial URL such as
-    ``socket://host:port``, or ``unix:///path/to/socket``), running the serial stub (``utvm-host firmware --arch ... --memory
-    ... --uart ...`` builds it; flash it once). ``memory`` is the board's, as given to the
+    ``socket://host:port``, or ``unix:///path/to/socket``), running the serial stub
+    (``utvm-host firmware --arch ... --memory ... --uart ...`` builds it; flash it once). ``memory`` is the board's, as given to the
     firmware command: the stub's part is kept out of the session's. ``uart`` (the UART the
     stub drives, ``{"kind": "ns16550" | "cmsdk-uart", "base": address}``) lets the session
     check the stub against its own build; without it the session asks the stub where its

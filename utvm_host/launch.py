@@ -449,9 +449,9 @@ class PrivateNetwork(_Process):
             except OSError as exc:
                 reply = f"error no answer ({exc})"
             if reply != "ready":
-                raise PrivateNetworkUnavailable(
-                    f"no private network namespace: {reply[6:] if reply.startswith('error ') else reply or 'the keeper exited'}"
-                    + (f"; {self.log_tail()}" if self.log_tail() else ""))
+                why = reply[6:] if reply.startswith("error ") else reply or "the keeper exited"
+                tail = self.log_tail()
+                raise PrivateNetworkUnavailable(f"no private network namespace: {why}" + (f"; {tail}" if tail else ""))
             names = ["net"] if os.geteuid() == 0 else ["user", "net"]
             self.namespace_fds = tuple(os.open(f"/proc/{self.proc.pid}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC)
                                        for n in names)

@@ -629,16 +629,22 @@ class Session:
                                  "link or the device's memory corrupts data (check the connection, or the memory map: "
                                  "is that address writable RAM?)")
 
-    def _dead_process(self) -> Optional[str]:
-        """Which process of the device died (its name, pid and how), or None."""
-        for proc in self._processes:
-            popen = getattr(proc, "proc", None)
-            if popen is None or popen.poll() is None:
-                continue
-            code = popen.returncode
-            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-            return f"{getattr(proc, 'name', type(proc).__name__)} (pid {popen.pid}) {how}"
-        return None
+    def _dead_process(self, wait: float = 0.0) -> Optional[str]:
+        """Which process of the device died (its name, pid and how), or None. ``wait``: seconds
+        to keep looking (a killed program's sockets close a moment before it can be reaped, so a
+        lost link is often seen first)."""
+        deadline = time.monotonic() + wait
+        while True:
+            for proc in self._processes:
+                popen = getattr(proc, "proc", None)
+                if popen is None or popen.poll() is None:
+                    continue
+                code = popen.returncode
+                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+                return f"{getattr(proc, 'name', type(proc).__name__)} (pid {popen.pid}) {how}"
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
 
     @contextlib.contextmanager
     def _link(self, doing: str):
@@ -651,7 +657,7 @@ class Session:
         except (TransportError, OSError) as exc:
             if getattr(exc, "recovered", False) or self._recovering:
                 raise
-            dead = self._dead_process()
+            dead = self._dead_process(0.3 if isinstance(exc, (ConnectionLost, OSError)) and self._processes else 0)
             if dead is None and not isinstance(exc, (ConnectionLost, OSError)) and self.transport is not None \
                     and getattr(self.transport, "alive", True):
                 raise   # e.g. a refused address: the link is fine
@@ -707,7 +713,7 @@ class Session:
                 self._write_image(mod.image)
         except Exception as exc:
             self._broken = f"{why}, and restarting the device failed: {exc}"
-            return "restarting the device failed: call sess.reset()"
+            return f"restarting the device failed ({exc}): call sess.reset()"
         finally:
             self._recovering = False
         n = len(self.modules)
@@ -1096,7 +1102,7 @@ class Session:
         except ConnectionLost as exc:
             if getattr(exc, "recovered", False):
                 raise
-            dead = self._dead_process()
+            dead = self._dead_process(0.3 if self._processes else 0)
             cause = f"the device's {dead}" if dead else str(exc)
             recovered = self._recover(f"the device went away during {during}")
             err = ConnectionLost(f"{cause} while {doing}; {recovered}")

@@ -17,17 +17,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, session_for
+from conftest import EXAMPLES, KERNELS, line_of, session_for
 from utvm_host import DeviceFault, build, devices
 
 FAULTS_C = KERNELS / "faults.c"
-
-
-def line_of(marker: str) -> int:
-    for number, text in enumerate(FAULTS_C.read_text().splitlines(), 1):
-        if marker in text:
-            return number
-    raise AssertionError(marker)
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, is_host
+from conftest import EXAMPLES, KERNELS, is_host, line_of
 from utvm_host import ConnectionLost, DeviceFault, DeviceTimeout, Session, build
 
 FAULTS_C = KERNELS / "faults.c"
-
-
-def line_of(marker: str) -> int:
-    """The line of faults.c that contains ``marker``."""
-    for number, text in enumerate(FAULTS_C.read_text().splitlines(), 1):
-        if marker in text:
-            return number
-    raise AssertionError(marker)
 
 
 #: What each architecture reports for the same bug.
