@@ -51,7 +51,7 @@ class TestLifecycle:
         with pytest.raises(TransportError) as e:
             Session(cfg).open()
         head, log_lines = str(e.value).split("\n", 1)
-        assert head.startswith("qemu exited (status 1) before it was ready; the last lines of its log (")
+        assert head == "qemu exited (status 1) before it was ready; the last lines of its log:"
         assert log_lines == (f"{cfg['transport']['qemu']}: unsupported machine type\n"
                              "Use -machine help to list supported machines")
         assert set(host_cpu_children()) == before

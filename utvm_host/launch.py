@@ -394,10 +394,10 @@ class ManagedProcess(_Process):
             if not self.alive:
                 status = self.proc.returncode if self.proc else None
                 raise TransportError(f"{self.name} exited (status {status}) before it was ready; "
-                                     f"the last lines of its log ({self.log_path}):\n{self.log_tail()}")
+                                     f"the last lines of its log:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise TransportError(f"{self.name} was not ready within {timeout:g} s; the last lines of its "
-                                     f"log ({self.log_path}):\n{self.log_tail()}")
+                                     f"log:\n{self.log_tail()}")
             time.sleep(0.01)
 
     def _ask_to_stop(self, proc: subprocess.Popen) -> None:
@@ -712,11 +712,11 @@ def start_qemu(program: str, machine: str, elf: Path, log_dir: Path, extra: Sequ
                 return proc, endpoint
             if not proc.alive:
                 raise TransportError(f"qemu exited (status {proc.proc.returncode if proc.proc else None}) "
-                                     f"before it was ready; the last lines of its log ({proc.log_path}):\n"
+                                     f"before it was ready; the last lines of its log:\n"
                                      f"{proc.log_tail()}")
             if time.monotonic() > deadline:
                 raise TransportError(f"qemu's {'serial' if serial_server else 'gdb'} socket {path} did not appear "
-                                     f"within {timeout:g} s; the last lines of its log ({proc.log_path}):\n"
+                                     f"within {timeout:g} s; the last lines of its log:\n"
                                      f"{proc.log_tail()}")
             time.sleep(0.005)
     except BaseException:

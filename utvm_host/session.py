@@ -561,9 +561,9 @@ class Session:
             f"than fits in the device stack ({stack:,} bytes{guarded}; a call needs its frame and "
             f"{CALL_STACK_OVERHEAD} bytes more): every call would overflow it. Enlarge "
             f"cfg['mem_layout']['stack']['size'] to at least {need:,}, or move the kernel's large local arrays "
-            "into a parameter or the workspace (TVMBackendAllocWorkspace)", region="stack", what=f"stack frame of {kernel}", owner=module.name,
-            needed=frame + CALL_STACK_OVERHEAD, capacity=usable, used=CALL_STACK_OVERHEAD, free=usable,
-            largest_free=usable, required_size=need)
+            "into a parameter or the workspace (TVMBackendAllocWorkspace)", region="stack",
+            what=f"stack frame of {kernel}", owner=module.name, needed=frame + CALL_STACK_OVERHEAD,
+            capacity=usable, used=CALL_STACK_OVERHEAD, free=usable, largest_free=usable, required_size=need)
 
     #: Transfers at least this big (bytes) show a progress bar (tqdm; only on a terminal or in a
     #: notebook), per link: a second or more at its measured speed.
@@ -583,6 +583,7 @@ class Session:
         view = memoryview(data).cast("B")
         with self._link(what):
             self._bulk(addr, view, what, lambda a, v: self.transport.write(a, v))
+            self._check_alive()
             if self.verify and view.nbytes:
                 self._verify(addr, view, what)
 
@@ -590,6 +591,7 @@ class Session:
         """Fill ``out`` from device memory, with a progress bar when it takes a while."""
         with self._link(what):
             self._bulk(addr, memoryview(out).cast("B"), what, lambda a, v: self.transport.readinto(a, v))
+            self._check_alive()
 
     def _write_checked(self, addr: int, data: Any, what: str) -> None:
         """A small write (arguments, the task table), read back with :attr:`verify`."""
@@ -614,7 +616,7 @@ class Session:
                 and "UTVMCrcShim" in self._sym and not self.runtime.contains(addr):
             blob = struct.pack(self._ptr_fmt, addr) + bytes(8 - self.cfg.pointer_size) + struct.pack(
                 self._order + "Q", n)
-            _, _, ret, _ = self._run_task(_CrcKernel(self), blob, self.timeout)
+            _, _, ret, _ = self._run_task(_CrcKernel(self), blob, self.timeout, doing=what)
             got = struct.unpack_from(self._order + "I", ret)[0]
             if got == zlib.crc32(view) & 0xFFFFFFFF:
                 return
@@ -645,6 +647,14 @@ class Session:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.01)
+
+    def _check_alive(self) -> None:
+        """ConnectionLost when a process of the device died. After bulk transfers: OpenOCD
+        answers a gdb-port write to a dead Spike with OK (measured), so a transfer's success alone
+        proves nothing there."""
+        dead = self._dead_process()
+        if dead is not None:
+            raise ConnectionLost(dead)
 
     @contextlib.contextmanager
     def _link(self, doing: str):
@@ -1022,15 +1032,17 @@ class Session:
         return bytes(task), base, ret_addr
 
     def _run_task(self, fn: "Function", args_blob: bytes, timeout: Optional[float],
-                  timing: Optional[Tuple[int, int]] = None) -> Tuple[int, int, bytes, Tuple[int, ...]]:
+                  timing: Optional[Tuple[int, int]] = None,
+                  doing: Optional[str] = None) -> Tuple[int, int, bytes, Tuple[int, ...]]:
         """Run one shim call; returns (status, error flag, return slot, counts). With ``timing``
         = (number, repeat) the runtime runs it number x repeat times and ``counts`` holds the
-        counter difference of each repeat."""
+        counter difference of each repeat. ``doing`` words what the call is for in errors
+        (default: calling the kernel)."""
         if len(args_blob) + abi.SLOT_SIZE > self._args_block.size:
             raise TypeError(f"{fn.name}() has too many arguments for the args region "
                             f"({len(args_blob) + abi.SLOT_SIZE:,} > {self._args_block.size:,} bytes): "
                             "enlarge cfg['mem_layout']['args']")
-        with self._link(f"calling kernel '{fn.name}'"):
+        with self._link(doing or f"calling kernel '{fn.name}'"):
             return self._run_task_linked(fn, args_blob, timeout, timing)
 
     def _run_task_linked(self, fn: "Function", args_blob: bytes, timeout: Optional[float],

@@ -299,7 +299,7 @@ void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
 }
 
 void UTVMMain(void) {
-  uint32_t i, n = utvm_run[0], run_id, seen, any_error = 0, timed = 0;
+  uint32_t i, n = utvm_run[0], asked, run_id, seen, any_error = 0, timed = 0;
   uintptr_t ret_lo = 0, ret_hi = 0, summary;
   ws_reset();
   utvm_tasks_done = 0;
@@ -307,6 +307,7 @@ void UTVMMain(void) {
   utvm_last_error[0] = '\0';
   utvm_last_error_kind[0] = '\0';
   if (n > UTVM_MAX_TASKS) n = 0; /* not a count the host writes: run nothing, the summary tells */
+  asked = n;                     /* n is zeroed below once a timed run has done the work */
   if (utvm_timing[0] > 0 && n > 0) { /* timing: task 0, number x repeat times */
     volatile UTVMTask *t = &utvm_tasks[0];
     UTVMShim shim = (UTVMShim)t->func;
@@ -344,7 +345,7 @@ void UTVMMain(void) {
   if (timed && !any_error) { /* the first measurement rides in the return registers */
     ret_lo = (uintptr_t)(uint32_t)utvm_counts[0];
     ret_hi = (uintptr_t)(uint32_t)(utvm_counts[0] >> 32);
-  } else if (n > 0) {
+  } else if (asked > 0) {
     volatile uint32_t *ret = (volatile uint32_t *)utvm_tasks[0].ret;
     ret_lo = ret[0];
     ret_hi = ret[1];
