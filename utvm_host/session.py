@@ -1077,12 +1077,17 @@ class Session:
         return status, error, tr.read(ret_addr, abi.SLOT_SIZE), self._read_counts(timing)
 
     def _start_run(self, n: int) -> List[Tuple[int, bytes]]:
-        """The run record for the next run: ``n`` tasks and the next run id, as the write the
-        transport makes in the same round trip as the start (``Transport.run(before=...)``).
-        Not read back even with verify: the runtime echoes both in its completion summary."""
+        """The next run of ``n`` tasks: its id (the runtime adds one to the id in its run record
+        at every start and echoes it with the task count in its completion summary) and the
+        writes to make with the start (``Transport.run(before=...)``): the run record, only when
+        the task count changed or the runtime's state is unknown (after a restart, an
+        interrupted run), so a repeated call costs no write. Not read back even with verify:
+        the summary echoes it."""
         self._run_id = (self._run_id + 1) & 0xFFFFFFFF
+        if self._num_tasks == n:
+            return []
         self._num_tasks = n
-        return [(self._sym["utvm_run"], struct.pack(self._order + "II", n, self._run_id))]
+        return [(self._sym["utvm_run"], struct.pack(self._order + "II", n, (self._run_id - 1) & 0xFFFFFFFF))]
 
     def _read_summary(self) -> int:
         """The runtime's completion summary from memory (transports that report no registers)."""
@@ -1121,6 +1126,7 @@ class Session:
             err.recovered = True
             raise err from None
         except BaseException:
+            self._num_tasks = -1   # whether the run started (and counted its id) is unknown: write the record again
             if not tr.alive:
                 self._recover(f"{what} was interrupted")
             raise
@@ -1244,6 +1250,7 @@ class Session:
 
     def _raise_trap(self, fn: "Function") -> None:
         """The device's trap handler ran during the call: decode its record into DeviceFault."""
+        self._num_tasks = -1   # the run ended early: its record is written again before the next one
         record = {}
         fmt = struct.Struct(self._ptr_fmt)
         if self._fault_layout is not None:
@@ -1272,6 +1279,7 @@ class Session:
                           cause=cause, pc=mepc, location=where, fault_address=address)
 
     def _raise_stop(self, fn: "Function", stop: StopInfo, timeout: Optional[float]) -> None:
+        self._num_tasks = -1   # the run did not end at UTVMDone: its record is written again next time
         where = self._symbolize(stop.pc)
         if stop.kind == "breakpoint":   # a debugger's breakpoint stopped a plain call: no recovery
             raise DeviceError(f"kernel '{fn.name}' stopped at {where} ({stop.detail}); the core stays there "

@@ -35,9 +35,10 @@ typedef struct {
 #endif
 
 volatile UTVMTask utvm_tasks[UTVM_MAX_TASKS];
-/* Written by the host before every run, in one write: {tasks to run, run id}. The run id (a
- * sequence number) comes back in the completion summary, so a stale or corrupted runtime state
- * can never pass for this run's result. */
+/* The run record {tasks to run, run id}: the host writes it when the task count changes (and
+ * after a restart); every run adds one to the run id first and echoes both in its completion
+ * summary, so a stale or corrupted runtime state can never pass for this run's result, and an
+ * unchanged call costs no write. */
 volatile uint32_t utvm_run[2];
 /* The completion summary of the last run, as UTVMDone receives it (hosts without a debugger
  * read it here): tasks done | error << 16 | tasks seen << 17 | (run id & 0xFF) << 24. */
@@ -301,6 +302,7 @@ void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
 void UTVMMain(void) {
   uint32_t i, n = utvm_run[0], asked, run_id, seen, any_error = 0, timed = 0;
   uintptr_t ret_lo = 0, ret_hi = 0, summary;
+  utvm_run[1] = utvm_run[1] + 1u; /* this run's id: the host expects exactly this one */
   ws_reset();
   utvm_tasks_done = 0;
   utvm_error_set = 0;

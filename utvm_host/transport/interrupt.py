@@ -18,6 +18,11 @@ import signal
 import threading
 from typing import Optional
 
+try:   # the C functions under signal.signal/getsignal: 10x cheaper (no enum conversions), and
+    import _signal as _sig   # every exchange on a link installs and removes the handler
+except ImportError:   # pragma: no cover - other Pythons
+    _sig = signal
+
 log = logging.getLogger(__name__)
 
 _active: Optional["DeferredInterrupt"] = None   # the outermost guard installed in the main thread
@@ -53,10 +58,10 @@ class DeferredInterrupt:
         if threading.current_thread() is not threading.main_thread():
             return self
         try:
-            previous = signal.getsignal(signal.SIGINT)
+            previous = _sig.getsignal(signal.SIGINT)
             if previous is not signal.default_int_handler:
                 return self
-            signal.signal(signal.SIGINT, self._handler)
+            _sig.signal(signal.SIGINT, self._handler)
         except (ValueError, OSError):   # e.g. an interpreter shutting down
             return self
         self._previous = previous
@@ -84,7 +89,7 @@ class DeferredInterrupt:
             return False
         self._installed = False
         _active = None
-        signal.signal(signal.SIGINT, self._previous)
+        _sig.signal(signal.SIGINT, self._previous)
         if self.pending and typ is None:
             self.pending = False
             raise KeyboardInterrupt
