@@ -2,6 +2,8 @@
 the byte stream, the device console over it, a device reset detected, and the stub firmware."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -72,6 +74,46 @@ def test_injected_corruption_never_yields_wrong_data(scfg, rate, rounds, floor):
         clean.port = faulty.inner
         assert sum(faulty.injected.values()) > 10, faulty.injected
         assert clean.stats["resent"] > 0 and exact >= floor, (exact, errors, clean.stats, faulty.injected)
+
+
+class DropNextWrite:
+    """Fault injection (a real UART cannot be told to lose a frame): the next frame written
+    vanishes, as if the line dropped its bytes."""
+
+    def __init__(self, inner):
+        self.inner, self.armed, self.dropped = inner, True, 0
+
+    def write(self, data) -> int:
+        if self.armed:
+            self.armed, self.dropped = False, self.dropped + 1
+            return len(data)
+        return self.inner.write(data)
+
+    def read(self, n: int = 1) -> bytes:
+        return self.inner.read(n)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_lost_call_frame_goes_again_instead_of_timing_out(scfg, tmp_path):
+    src = tmp_path / "answer.c"
+    src.write_text("#include <stdint.h>\nint32_t answer(void) { return 42; }\n")
+    with Session(scfg) as sess:
+        mod = sess.load(build([src], scfg))
+        assert mod["answer"]() == 42   # the task table and run record are written: the next call sends only CALL
+        tr = sess.transport
+        tr.timeout = 0.3
+        resent = tr.stats["resent"]
+        tr.port = DropNextWrite(tr.port)
+        try:
+            t0 = time.monotonic()
+            assert mod["answer"]() == 42
+            elapsed = time.monotonic() - t0
+        finally:
+            tr.port = tr.port.inner
+        assert tr.stats["resent"] == resent + 1 and elapsed < 3   # one link timeout, not the call's 10 s
+        assert mod["answer"]() == 42
 
 
 def test_a_device_reset_is_detected_by_the_handshake(scfg):

@@ -239,6 +239,7 @@ class SerialTransport(Transport):
         pending: List[List] = []          # [seq, cmd, frame, tries]
         got: Dict[int, bytes] = {}        # replies that came for requests still in flight
         queue = list(requests)
+        call_deadline: Optional[float] = None   # patient: when the call's whole wait ends
         while (queue and not guard.pending) or pending:
             while queue and len(pending) < WINDOW and not guard.pending:
                 cmd, body = queue.pop(0)
@@ -250,11 +251,24 @@ class SerialTransport(Transport):
             seq, cmd, frame, tries = pending[0]
             if seq not in got:
                 bad_before = self.stats["bad"]
-                reply = self._read_frame(time.monotonic() + wait, stop_on_interrupt=patient)
-                if reply is None and patient and guard.pending:
-                    guard.check()   # a call the link cannot stop: run() marks the device busy
-                if reply is None and patient and self.stats["bad"] == bad_before:
-                    raise TransportTimeout(f"no reply from the device within {wait:g} s")
+                if patient:
+                    # A call's reply comes when the kernel is done, but a call frame the link lost
+                    # is never answered: after a link timeout of silence it goes again (the stub
+                    # runs a call once and answers a repeated seq from its saved reply).
+                    if call_deadline is None:
+                        call_deadline = time.monotonic() + wait
+                    slice_end = min(call_deadline, time.monotonic() + max(self.timeout, 0.05))
+                    reply = self._read_frame(slice_end, stop_on_interrupt=True)
+                    if reply is None and guard.pending:
+                        guard.check()   # a call the link cannot stop: run() marks the device busy
+                    if reply is None and self.stats["bad"] == bad_before:
+                        if time.monotonic() >= call_deadline:
+                            raise TransportTimeout(f"no reply from the device within {wait:g} s")
+                        self.port.write(frame)
+                        self.stats["resent"] += 1
+                        continue
+                else:
+                    reply = self._read_frame(time.monotonic() + wait, stop_on_interrupt=False)
                 if reply is not None:
                     mine = {p[0]: p[1] for p in pending}
                     if reply[0] in mine and reply[1] == mine[reply[0]] | 0x80 and reply[2] != 1:
