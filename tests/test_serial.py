@@ -121,6 +121,7 @@ def test_a_device_reset_is_detected_by_the_handshake(scfg):
         mod = sess.load(build([EXAMPLES / "vadd.c"], scfg))
         a = np.arange(8, dtype=np.float32)
         c = np.zeros(8, np.float32)
+        kept = sess.tensor(np.arange(4, dtype=np.int32))
         tr = sess.transport
         tr._exchange([(8, b"")])   # RESET, behind the transport's back: as if the board was reset
         tr._buf.clear()
@@ -130,6 +131,10 @@ def test_a_device_reset_is_detected_by_the_handshake(scfg):
         with pytest.raises(DeviceError) as e:   # the next call notices too, and the session recovers
             mod["vadd"](a, a, c, 8)
         assert "did not complete: the device restarted (its session nonce is gone)" in str(e.value)
+        assert str(e.value).endswith("the device had restarted, so its 1 library reloaded (tensor contents were "
+                                     "lost with its memory)")
+        with pytest.raises(DeviceError):   # its memory went with the reset: never the new device's bytes
+            kept.numpy()
         mod["vadd"](a, a, c, 8)
         np.testing.assert_array_equal(c, 2 * a)
         tr.reset_device()   # and on purpose

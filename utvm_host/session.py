@@ -698,19 +698,21 @@ class Session:
         """Bring the device back to a known state and rewrite the runtime and every module;
         returns a sentence for the error message. Tensors survive unless the device had to be
         started anew (a simulator that exited loses its memory: the sentence says so)."""
-        relaunched = False
+        relaunched = memory_lost = False
         self._recovering = True
         try:
             try:
                 dead = self._dead_process()
                 if dead is not None:   # nothing to talk to: start it again
                     raise ConnectionLost(dead)
-                self.transport.restart()
+                # True: the device had restarted on its own (a reset board behind a serial link)
+                memory_lost = self.transport.restart() is True
             except (TransportError, OSError):
                 if not self._processes:
                     raise
                 self._relaunch()
                 relaunched = True
+            if relaunched or memory_lost:
                 self._epoch += 1   # every tensor written before now lost its contents
                 self._lost_why = why
             self._num_tasks = -1
@@ -731,6 +733,8 @@ class Session:
         if relaunched:
             return (f"the device could not be reached, so it was started again and {what} reloaded "
                     "(tensor contents were lost with its memory)")
+        if memory_lost:
+            return f"the device had restarted, so {what} reloaded (tensor contents were lost with its memory)"
         verb = getattr(self.transport, "RESTART_VERB", "restarted")
         return f"the device was {verb} and {what} reloaded"
 

@@ -406,11 +406,12 @@ class SerialTransport(Transport):
         self.nonce = int.from_bytes(os.urandom(4), "little") | 1
         self.info = self._handshake(timeout)
 
-    def restart(self) -> None:
+    def restart(self) -> bool:
         """After a fault the stub is back in its loop: check that it answers and did not restart.
         After a call that did not end (timeout, Ctrl-C) the core is still in the kernel and the
         link cannot stop it: TransportError (the session starts a simulator again; a board
-        needs its reset button)."""
+        needs its reset button). Returns True when the device had restarted on its own (a
+        reset board): its memory is gone, tensors included."""
         if self._busy:
             raise TransportError(f"the device on {self.url} is still running a kernel, which the serial link cannot "
                                  "stop: reset the device")
@@ -419,6 +420,8 @@ class SerialTransport(Transport):
             self.check_alive()
         except ConnectionLost:   # it restarted: say hello again; the session rewrites its code
             self.info = self._handshake(self.timeout * 5)
+            return True
+        return False
 
     def close(self) -> None:
         if self.port is not None:
