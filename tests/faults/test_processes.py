@@ -81,6 +81,28 @@ class TestKilled:
             "were lost with its memory)")
         vadd_works(vadd)
 
+    def test_spike_killed_during_a_transfer(self):
+        cfg = device_cfg("spike-rv32")
+        with Session(cfg) as sess:
+            data = np.arange(16 * 1024, dtype=np.int32)   # 64 KiB: about a second through JTAG
+            t = sess.tensor(data)
+            pid = process(sess, "spike").pid
+            timer = threading.Timer(0.3, os.kill, (pid, signal.SIGKILL))
+            timer.start()
+            try:
+                with pytest.raises(ConnectionLost) as e:
+                    t.numpy()
+            finally:
+                timer.join()
+            assert str(e.value) == (
+                f"the device's spike (pid {pid}) was killed by SIGKILL while read int32[16384]; the device could "
+                "not be reached, so it was started again and the runtime reloaded (tensor contents were lost with "
+                "its memory)")
+            with pytest.raises(DeviceError):   # never the restarted device's bytes
+                t.numpy()
+            t.copyfrom(data)
+            np.testing.assert_array_equal(t.numpy(), data)
+
     def test_openocd_killed(self):
         cfg = device_cfg("spike-rv32")
         with Session(cfg) as sess:
