@@ -21,9 +21,9 @@ SIZE = 1024 * 1024
 GDB_ARCH = {"riscv32": "riscv:rv32", "riscv64": "riscv:rv64", "cortex-m3": "arm", "cortex-m33": "arm"}
 
 
-def gdb_transfer(port: int, machine: str, addr: int, size: int, src: Path, dst: Path) -> tuple:
-    """QEMU serves one gdb connection: ours is closed meanwhile."""
-    return gdb_restore_dump(GDB_ARCH[machine], f"target remote 127.0.0.1:{port}", addr, size, src, dst)
+def gdb_transfer(target: str, machine: str, addr: int, size: int, src: Path, dst: Path) -> tuple:
+    """QEMU serves one gdb connection: ours is closed meanwhile. ``target``: its gdb socket."""
+    return gdb_restore_dump(GDB_ARCH[machine], f"target remote {target}", addr, size, src, dst)
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         empty()
         t_call = median(repeat(empty, number=200, repeat=5))
         tr = sess.transport
-        port = tr.rsp.port
+        target = sess.gdb_target                     # QEMU's gdbstub: a socket in the session folder
         ours_w, ours_r, gdb_w, gdb_r = [], [], [], []
         for _ in range(3):
             t0 = time.perf_counter(); tr.write(addr, data); ours_w.append(time.perf_counter() - t0)
@@ -50,7 +50,7 @@ def main() -> None:
             assert back == data
         tr.close()                                   # QEMU's gdbstub takes one client at a time
         for _ in range(3):
-            w, r = gdb_transfer(port, machine, addr, SIZE, src, dst)
+            w, r = gdb_transfer(target, machine, addr, SIZE, src, dst)
             gdb_w.append(w); gdb_r.append(r)
             assert dst.read_bytes() == data
     mb = SIZE / 1e6

@@ -22,9 +22,11 @@ from utvm_host import Session, build, devices  # noqa: E402
 SIZE = 64 * 1024
 
 
-def gdb_transfer(gdb_port: int, isa: str, addr: int, src: Path, dst: Path) -> tuple:
+def gdb_transfer(target: str, isa: str, addr: int, src: Path, dst: Path) -> tuple:
+    """gdb on OpenOCD's gdb port, reached as a user's gdb reaches it (``sess.gdb_target``: a
+    socket in the session folder relayed into the session's private network)."""
     arch = "riscv:rv32" if isa.startswith("rv32") else "riscv:rv64"
-    return gdb_restore_dump(arch, f"target extended-remote 127.0.0.1:{gdb_port}", addr, SIZE, src, dst)
+    return gdb_restore_dump(arch, f"target extended-remote {target}", addr, SIZE, src, dst)
 
 
 def main() -> None:
@@ -56,7 +58,7 @@ def main() -> None:
         ours(2)
         tr.release_gdb_port()                           # OpenOCD serves one gdb connection
         for _ in range(3):
-            w, r = gdb_transfer(sess.gdb_port, isa, addr, src, dst)
+            w, r = gdb_transfer(sess.gdb_target, isa, addr, src, dst)
             gdb_w.append(w); gdb_r.append(r)
             assert dst.read_bytes() == data
             tr.halt()                                   # gdb's detach may have resumed the core
