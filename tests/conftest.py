@@ -162,6 +162,15 @@ def load_and_check_vadd(sess, cfg) -> None:
     np.testing.assert_array_equal(c, 2 * a)
 
 
+def vadd_works(mod, n: int = 32) -> None:
+    """One call of the example vadd in ``mod``, checked against numpy (n >= 128 sends its
+    arrays through the links' bulk paths)."""
+    a = np.arange(n, dtype=np.float32)
+    c = np.zeros_like(a)
+    mod["vadd"](a, a, c, n)
+    np.testing.assert_array_equal(c, 2 * a)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -360,6 +360,8 @@ class ManagedProcess(_Process):
         # Only what this run writes counts (a restarted program appends to the same log).
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         logf = open(self.log_path, "ab")
+        # preexec_fn: the only way to set PR_SET_PDEATHSIG (and to setns into the session's
+        # network) between fork and exec; it runs fixed code of ours, never anything from a file.
         preexec = _die_with_parent if network is None else network.preexec()
         pass_fds = () if network is None else network.namespace_fds
         try:
@@ -429,6 +431,7 @@ class PrivateNetwork(_Process):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with open(self.log_path, "ab") as logf:
+                # preexec_fn: PR_SET_PDEATHSIG, so the keeper never outlives Python (fixed code of ours)
                 self.proc = spawn([sys.executable, "-I", "-S", str(self.KEEPER), str(theirs.fileno())],
                                   stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                   pass_fds=(theirs.fileno(),), preexec_fn=_die_with_parent, start_new_session=True)

@@ -1061,8 +1061,8 @@ class Session:
             self._write_checked(tasks, task, "the task table")
             self._last_task = task
             self._last_batch = None
-        stop = self._execute(timeout, 3 if timing is not None else fn._result_regs, f"'{fn.name}'",
-                             f"calling kernel '{fn.name}'", "a call", before=self._start_run(1))
+        stop = self._execute(timeout, 3 if timing is not None else fn._result_regs, "a call",
+                             before=self._start_run(1))
         if stop.kind != "done":
             self._raise_stop(fn, stop, timeout)
         if stop.result is not None:  # the runtime's summary came back in registers
@@ -1111,24 +1111,18 @@ class Session:
                           f"device memory was corrupted (a kernel writing outside its buffers?), so its result "
                           f"cannot be trusted; {recovered}")
 
-    def _execute(self, timeout: Optional[float], results: int, during: str, doing: str, what: str,
+    def _execute(self, timeout: Optional[float], results: int, what: str,
                  before: Sequence[Tuple[int, bytes]] = ()) -> StopInfo:
         """Run the runtime's entry on the device stack until UTVMDone, after the ``before``
-        writes; a lost link or an interrupted run is recovered from before the error goes on
-        (``during``, ``doing`` and ``what`` word the messages)."""
+        writes. Called inside :meth:`_link`, which names and recovers a device that went away;
+        an interrupted run (``what`` words it) is recovered from here before the error goes on."""
         tr, stack = self.transport, self._stack_block
         try:
             return tr.run(self._entry, stack_base=stack.start, stack_size=stack.size, stop_at=self._sym["UTVMDone"],
                           timeout=timeout, results=results, before=before)
-        except ConnectionLost as exc:
-            if getattr(exc, "recovered", False):
-                raise
-            dead = self._dead_process(0.3 if self._processes else 0)
-            cause = f"the device's {dead}" if dead else str(exc)
-            recovered = self._recover(f"the device went away during {during}")
-            err = ConnectionLost(f"{cause} while {doing}; {recovered}")
-            err.recovered = True
-            raise err from None
+        except ConnectionLost:
+            self._num_tasks = -1
+            raise   # the caller's _link says what died and starts the device again
         except BaseException:
             self._num_tasks = -1   # whether the run started (and counted its id) is unknown: write the record again
             if not tr.alive:
@@ -1186,8 +1180,7 @@ class Session:
             self._last_task = None
         n = len(chunk)
         first = chunk[0].function
-        stop = self._execute(timeout, 3, f"a batch of {n} calls", f"running a batch of {n} calls", "a batch",
-                             before=self._start_run(n))
+        stop = self._execute(timeout, 3, "a batch", before=self._start_run(n))
 
         def current() -> "BoundCall":   # the call the device was in when it stopped
             try:

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, line_of, session_for
+from conftest import EXAMPLES, KERNELS, line_of, session_for, vadd_works
 from utvm_host import DeviceFault, build, devices
 
 FAULTS_C = KERNELS / "faults.c"
@@ -33,13 +33,6 @@ def mods(sess):
     faults = sess.load(build([FAULTS_C], sess.cfg, cflags=["-O1"]))
     vadd = sess.load(build([EXAMPLES / "vadd.c"], sess.cfg))
     return faults, vadd
-
-
-def vadd_works(vadd) -> None:
-    a = np.arange(32, dtype=np.float32)
-    c = np.zeros(32, np.float32)
-    vadd["vadd"](a, a, c, 32)
-    np.testing.assert_array_equal(c, 2 * a)
 
 
 def gone(pid: int) -> bool:

@@ -176,47 +176,46 @@ int32_t answer(void) { return 42; }
 """
 
 
-@pytest.mark.parametrize("dev_name", ["host", "spike-rv32", "qemu-cortex-m3", "qemu-riscv32-serial"])
-def test_a_corrupted_task_count_is_an_error_not_a_stale_result(dev_name, tmp_path):
-    cfg = device_cfg(dev_name)
+@pytest.fixture(params=["host", "spike-rv32", "qemu-cortex-m3", "qemu-riscv32-serial"])
+def clobbering(request, tmp_path):
+    """(session, the clobbering kernels, how recovery words the device's restart)."""
+    cfg = device_cfg(request.param)
     src = tmp_path / "clobber.c"
     src.write_text(CLOBBER_C)
     with Session(cfg) as s:
         mod = s.load(build([src], cfg, cflags=["-O1"]))
-        assert mod["answer"]() == 42
-        verb = {"host": "restarted", "qemu-riscv32-serial": "checked"}.get(dev_name, "halted")
-        with pytest.raises(DeviceError) as e:
-            mod["clobber_task_count"](0)
-        assert str(e.value) == (
-            f"kernel 'clobber_task_count' did not run as asked: the runtime reports run {s._run_id & 0xFF} with 1 of "
-            f"0 tasks done, but this was run {s._run_id & 0xFF} of 1 task: the runtime's state in device memory was "
-            f"corrupted (a kernel writing outside its buffers?), so its result cannot be trusted; the device was "
-            f"{verb} and its 1 library reloaded")
-        assert mod["answer"]() == 42   # not the previous call's return slot
-        assert mod["answer"]() == 42
+        yield s, mod, {"host": "restarted", "qemu-riscv32-serial": "checked"}.get(request.param, "halted")
 
 
-@pytest.mark.parametrize("dev_name", ["host", "spike-rv32", "qemu-cortex-m3", "qemu-riscv32-serial"])
-def test_a_run_whose_record_does_not_echo_its_id_is_an_error(dev_name, tmp_path):
-    cfg = device_cfg(dev_name)
-    src = tmp_path / "clobber.c"
-    src.write_text(CLOBBER_C)
-    with Session(cfg) as s:
-        mod = s.load(build([src], cfg, cflags=["-O1"]))
-        verb = {"host": "restarted", "qemu-riscv32-serial": "checked"}.get(dev_name, "halted")
-        run = s._run_id + 1
-        with pytest.raises(DeviceError) as e:
-            mod["clobber_run_id"](run + 7)
-        assert str(e.value) == (
-            f"kernel 'clobber_run_id' did not run as asked: the runtime reports run {(run + 7) & 0xFF} with 1 of 1 "
-            f"tasks done, but this was run {run & 0xFF} of 1 task: the runtime's state in device memory was "
-            f"corrupted (a kernel writing outside its buffers?), so its result cannot be trusted; the device was "
-            f"{verb} and its 1 library reloaded")
-        assert mod["answer"]() == 42
-        with pytest.raises(DeviceError) as e:
-            mod["clobber_task_count"](3)
-        assert "the runtime reports run" in str(e.value) and "with 1 of 3 tasks done" in str(e.value)
-        assert mod["answer"]() == 42
+def test_a_corrupted_task_count_is_an_error_not_a_stale_result(clobbering):
+    s, mod, verb = clobbering
+    assert mod["answer"]() == 42
+    with pytest.raises(DeviceError) as e:
+        mod["clobber_task_count"](0)
+    assert str(e.value) == (
+        f"kernel 'clobber_task_count' did not run as asked: the runtime reports run {s._run_id & 0xFF} with 1 of "
+        f"0 tasks done, but this was run {s._run_id & 0xFF} of 1 task: the runtime's state in device memory was "
+        f"corrupted (a kernel writing outside its buffers?), so its result cannot be trusted; the device was "
+        f"{verb} and its 1 library reloaded")
+    assert mod["answer"]() == 42   # not the previous call's return slot
+    assert mod["answer"]() == 42
+
+
+def test_a_run_whose_record_does_not_echo_its_id_is_an_error(clobbering):
+    s, mod, verb = clobbering
+    run = s._run_id + 1
+    with pytest.raises(DeviceError) as e:
+        mod["clobber_run_id"](run + 7)
+    assert str(e.value) == (
+        f"kernel 'clobber_run_id' did not run as asked: the runtime reports run {(run + 7) & 0xFF} with 1 of 1 "
+        f"tasks done, but this was run {run & 0xFF} of 1 task: the runtime's state in device memory was "
+        f"corrupted (a kernel writing outside its buffers?), so its result cannot be trusted; the device was "
+        f"{verb} and its 1 library reloaded")
+    assert mod["answer"]() == 42
+    with pytest.raises(DeviceError) as e:
+        mod["clobber_task_count"](3)
+    assert "the runtime reports run" in str(e.value) and "with 1 of 3 tasks done" in str(e.value)
+    assert mod["answer"]() == 42
 
 
 # -- Session(verify=True) (item 6) -------------------------------------------------------------

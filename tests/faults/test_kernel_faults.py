@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, is_host, line_of
+from conftest import EXAMPLES, KERNELS, is_host, line_of, vadd_works
 from utvm_host import ConnectionLost, DeviceFault, DeviceTimeout, Session, build
 
 FAULTS_C = KERNELS / "faults.c"
@@ -64,13 +64,6 @@ def mods(sess, cfg):
     return faults, vadd
 
 
-def _vadd_works(vadd) -> None:
-    a = np.arange(32, dtype=np.float32)
-    c = np.zeros(32, np.float32)
-    vadd["vadd"](a, a, c, 32)
-    np.testing.assert_array_equal(c, 2 * a)
-
-
 class TestFaults:
     def test_store_fault_names_cause_address_and_line(self, cfg, sess, mods):
         faults, vadd = mods
@@ -81,7 +74,7 @@ class TestFaults:
         assert err.cause == CAUSES[arch(cfg)]["store"] and err.fault_address == target
         assert err.location.startswith("segv+0x") and err.location.endswith(f"(faults.c:{line_of('p[offset] = 1')})")
         assert str(err) == expected(cfg, "segv", "store", err.location, target)
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_fault_address_is_reported(self, cfg, sess, mods):
         faults, vadd = mods
@@ -91,7 +84,7 @@ class TestFaults:
         with pytest.raises(DeviceFault) as e:
             faults["load_from"](UNMAPPED)
         assert e.value.cause == CAUSES[arch(cfg)]["load"] and e.value.fault_address == UNMAPPED
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_illegal_instruction(self, cfg, sess, mods):
         faults, vadd = mods
@@ -104,7 +97,7 @@ class TestFaults:
         lines = {line_of("void illegal(void)"), line_of(marker)}
         assert err.location.startswith("illegal+0x") and any(err.location.endswith(f"(faults.c:{n})") for n in lines)
         assert str(err) == expected(cfg, "illegal", "illegal", err.location, 0)
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_misaligned_load(self, cfg, sess, mods):
         if cfg["transport"].get("launch") != "spike":
@@ -115,7 +108,7 @@ class TestFaults:
             faults["load_misaligned"](buf)
         assert e.value.cause == CAUSES["riscv"]["misaligned"]
         assert e.value.fault_address % 4 == 1
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_breakpoint_instruction_in_a_kernel(self, cfg, sess, mods):
         faults, vadd = mods
@@ -130,7 +123,7 @@ class TestFaults:
             assert "an ebreak/bkpt instruction (e.g. __builtin_trap())" in str(e.value)
         else:                                         # QEMU's gdbstub leaves ebreak to the trap handler
             assert e.value.cause == "breakpoint (mcause 3)"
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_bkpt_is_a_fault_not_a_lockup(self, cfg, sess, mods):
         # FACTS.md: a BKPT under QEMU with gdb attached locks the core up. With the runtime's own
@@ -142,7 +135,7 @@ class TestFaults:
             faults["bkpt_insn"]()
         assert e.value.cause == "breakpoint instruction (BKPT) (HardFault)"
         assert e.value.location.startswith("bkpt_insn+0x")
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_stack_overflow_faults_instead_of_corrupting(self, cfg, sess, mods):
         faults, vadd = mods
@@ -159,7 +152,7 @@ class TestFaults:
             assert stack.start <= e.value.fault_address < stack.start + 4096
         if arch(cfg) == "arm":
             assert "an unknown pc (the exception frame could not be stacked)" in str(e.value)
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_infinite_loop_times_out_with_location(self, cfg, sess, mods):
         faults, vadd = mods
@@ -173,14 +166,14 @@ class TestFaults:
             assert str(err) == ("kernel 'spin' did not finish within 0.3 s; the device could not be reached, so it "
                                 "was started again and its 2 libraries reloaded (tensor contents were lost with its "
                                 "memory)")
-            _vadd_works(vadd)
+            vadd_works(vadd)
             return
         assert time.monotonic() - t0 < 3.0
         assert err.location.startswith("spin+0x") and f"(faults.c:{line_of('never returns')})" in err.location
         verb = restart_verb(cfg)
         assert str(err) == (f"kernel 'spin' did not finish within 0.3 s; it was at {err.location} when stopped; "
                             f"the device was {verb} and its 2 libraries reloaded")
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_session_timeout_applies_to_every_call(self, cfg):
         with Session(cfg, timeout=0.2) as s:
@@ -212,7 +205,7 @@ class TestFaults:
         finally:
             timer.cancel()
         assert time.monotonic() - t0 < 5
-        _vadd_works(vadd)   # over a serial link the device is started again first (tensors lost)
+        vadd_works(vadd)   # over a serial link the device is started again first (tensors lost)
 
     def test_reset(self, cfg, sess, mods):
         faults, vadd = mods
@@ -220,7 +213,7 @@ class TestFaults:
         sess.reset()
         if is_host(cfg):
             assert sess.transport.cpu.pid != pid
-        _vadd_works(vadd)
+        vadd_works(vadd)
 
     def test_killed_device_process_is_reported_and_recovered(self, cfg, sess, mods):
         # A fault the real kernel cannot produce on its own: the CPU process dies from outside
@@ -232,7 +225,7 @@ class TestFaults:
         os.kill(sess.transport.cpu.pid, signal.SIGKILL)
         time.sleep(0.05)
         with pytest.raises(ConnectionLost) as e:
-            _vadd_works(vadd)
+            vadd_works(vadd)
         assert str(e.value) == ("the host device process went away: [Errno 32] Broken pipe while calling kernel "
                                 "'vadd'; the device was restarted and its 2 libraries reloaded")
-        _vadd_works(vadd)
+        vadd_works(vadd)

@@ -160,14 +160,16 @@ def test_fuzzed_objects_raise_only_utvm_errors(device, tmp_path, monkeypatch):
     assert outcomes["ok"] > 20 and outcomes["BuildError"] > 20, outcomes   # both kinds were exercised
 
 
+def host_object_and_section(tmp_path, name: str) -> tuple:
+    """A real host object's bytes (to corrupt) and its section ``name``."""
+    base = tmp_path / "scalars.o"
+    Toolchain(device_cfg("host")).compile(HERE / "scalars.c", base)
+    return bytearray(base.read_bytes()), next(s for s in ElfFile(base).sections if s.name == name)
+
+
 def test_malformed_elf_stays_malformed_and_names_the_part(tmp_path):
     """A parse that failed once fails the same way again (no half-built cache is used)."""
-    cfg = device_cfg("host")
-    base = tmp_path / "scalars.o"
-    Toolchain(cfg).compile(HERE / "scalars.c", base)
-    data = bytearray(base.read_bytes())
-    elf = ElfFile(base)
-    info = next(s for s in elf.sections if s.name == ".debug_info")
+    data, info = host_object_and_section(tmp_path, ".debug_info")
     data[info.offset + 11:info.offset + 60] = b"\xff" * 49   # DIEs after the CU header: garbage
     bad = tmp_path / "bad.o"
     bad.write_bytes(bytes(data))
@@ -180,19 +182,14 @@ def test_malformed_elf_stays_malformed_and_names_the_part(tmp_path):
 
 
 def test_section_past_the_end_of_the_file_is_refused_before_the_linker(tmp_path):
-    cfg = device_cfg("host")
-    base = tmp_path / "scalars.o"
-    Toolchain(cfg).compile(HERE / "scalars.c", base)
-    data = bytearray(base.read_bytes())
-    elf = ElfFile(base)
-    text = next(s for s in elf.sections if s.name == ".text")
+    data, text = host_object_and_section(tmp_path, ".text")
     shoff = int.from_bytes(data[0x28:0x30], "little")
     entry = shoff + text.index * 64 + 0x20          # Elf64_Shdr.sh_size
     data[entry:entry + 8] = (1 << 40).to_bytes(8, "little")
     bad = tmp_path / "big.o"
     bad.write_bytes(bytes(data))
     with pytest.raises(BuildError) as err:
-        library_from_object(bad, cfg)
+        library_from_object(bad, device_cfg("host"))
     assert str(err.value) == (
         f"'{bad}' is a malformed ELF file: section '.text' (index {text.index}) claims 1,099,511,627,776 bytes at "
         f"offset {text.offset:,}, past the end of the file ({len(data):,} bytes); rebuild it, or pass the object "

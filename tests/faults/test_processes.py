@@ -11,18 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, device_cfg, is_host
+from conftest import EXAMPLES, KERNELS, device_cfg, is_host, vadd_works
 from utvm_host import ConnectionLost, DeviceError, Session, build
 
+#: vadd's length in these tests: its arrays go through the links' bulk paths (>= 512 bytes)
+N = 600
+
 FAULTS_C = KERNELS / "faults.c"
-
-
-def vadd_works(mod, n: int = 600) -> None:
-    """A call whose arrays go through the bulk path (>= 512 bytes) and the small one."""
-    a = np.arange(n, dtype=np.float32)
-    c = np.zeros_like(a)
-    mod["vadd"](a, a, c, n)
-    np.testing.assert_array_equal(c, 2 * a)
 
 
 def process(sess, name: str):
@@ -55,13 +50,13 @@ class TestKilled:
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
         with pytest.raises(ConnectionLost) as e:
-            vadd_works(vadd)
+            vadd_works(vadd, N)
         assert str(e.value) == (
             f"the device's {SIMULATOR[name]} (pid {pid}) was killed by SIGKILL while copying the arguments of "
             "vadd(); the device could not be reached, so it was started again and its 2 libraries reloaded (tensor "
             "contents were lost with its memory)")
         assert process(sess, SIMULATOR[name]).pid != pid
-        vadd_works(vadd)
+        vadd_works(vadd, N)
         with pytest.raises(DeviceError):   # the old device's bytes are gone: never handed back
             t.numpy()
 
@@ -79,7 +74,7 @@ class TestKilled:
             f"the device's {SIMULATOR[name]} (pid {pid}) was killed by SIGKILL while calling kernel 'spin'; the "
             "device could not be reached, so it was started again and its 2 libraries reloaded (tensor contents "
             "were lost with its memory)")
-        vadd_works(vadd)
+        vadd_works(vadd, N)
 
     def test_spike_killed_during_a_transfer(self):
         cfg = device_cfg("spike-rv32")
@@ -111,8 +106,8 @@ class TestKilled:
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
             with pytest.raises(ConnectionLost):
-                vadd_works(vadd)
-            vadd_works(vadd)
+                vadd_works(vadd, N)
+            vadd_works(vadd, N)
             assert process(sess, "openocd").pid != pid
 
     def test_reset_after_the_simulator_died(self, simulated):
@@ -120,9 +115,9 @@ class TestKilled:
         os.kill(process(sess, SIMULATOR[name]).pid, signal.SIGKILL)
         time.sleep(0.2)
         sess.reset()
-        vadd_works(vadd)
+        vadd_works(vadd, N)
         sess.reset()   # and again: a restarted Spike's port is read from its own log lines
-        vadd_works(vadd)
+        vadd_works(vadd, N)
 
 
 class TestKernelKillsSpike:
@@ -140,7 +135,7 @@ class TestKernelKillsSpike:
                                 r"it was started again and its 2 libraries reloaded \(tensor contents were lost with "
                                 r"its memory\)", str(e.value)), str(e.value)
             assert "*** FAILED *** (tohost = " in spike.log_text()
-            vadd_works(vadd)
+            vadd_works(vadd, N)
             bad.unload()
 
 
@@ -162,6 +157,6 @@ def test_session_opened_in_a_thread_outlives_the_thread(name):
         time.sleep(0.3)   # a child killed with the thread would be gone by now
         procs = [sess.transport.cpu] if is_host(cfg) else sess._processes
         assert procs and all(p.alive for p in procs)
-        vadd_works(sess.load(build([EXAMPLES / "vadd.c"], cfg)))
+        vadd_works(sess.load(build([EXAMPLES / "vadd.c"], cfg)), N)
     finally:
         sess.close()
