@@ -334,6 +334,29 @@ _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
 
 
+_PF_EXITING = 0x4   # include/linux/sched.h: set when the kernel starts tearing a process down
+
+
+def exit_status(proc: subprocess.Popen, wait: float = 2.0) -> Optional[int]:
+    """The process's exit status, or None while it runs. A process the kernel is tearing down
+    (killed) counts as exited: it closes its sockets before it can be reaped, so its peers see
+    the link drop first; this waits up to ``wait`` seconds for the status then."""
+    code = proc.poll()
+    if code is not None:
+        return code
+    try:
+        with open(f"/proc/{proc.pid}/stat", "rb") as f:
+            flags = int(f.read().rsplit(b")", 1)[1].split()[6])   # field 9, after pid (comm)
+    except (OSError, IndexError, ValueError):
+        return None
+    if not flags & _PF_EXITING:
+        return None
+    try:
+        return proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL

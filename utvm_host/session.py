@@ -639,7 +639,7 @@ class Session:
         while True:
             for proc in self._processes:
                 popen = getattr(proc, "proc", None)
-                if popen is None or popen.poll() is None:
+                if popen is None or launch.exit_status(popen) is None:
                     continue
                 code = popen.returncode
                 how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
