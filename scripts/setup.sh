@@ -18,6 +18,8 @@ declare -A NEED=(
   [gdb-multiarch]=gdb-multiarch
   [qemu-system-riscv32]=qemu-system-misc
   [qemu-system-arm]=qemu-system-arm
+  [cppcheck]=cppcheck   # MISRA C:2012 check of the device runtime (tests/device_c)
+  [clang]=clang         # libFuzzer harnesses of the device runtime (tests/device_c)
 )
 # files -> Debian package (C libraries for the cross compilers)
 declare -A NEED_FILES=(

@@ -85,8 +85,12 @@ class TestTimeEvaluator:
             mods.time_evaluator("nothing", number=0)
         assert str(e.value) == "number must be a positive integer, got 0"
         with pytest.raises(TypeError) as e:
+            mods.time_evaluator("nothing", repeat=0)
+        assert str(e.value) == "repeat must be a positive integer, got 0"
+        with pytest.raises(ValueError) as e:
             mods.time_evaluator("nothing", repeat=65)
-        assert str(e.value) == "repeat must be an integer from 1 to 64, got 65"
+        assert str(e.value) == ("repeat=65 is more than the 64 measurements the device runtime keeps per run; ask "
+                                "for fewer, or raise cfg['runtime']['repeats']")
 
 
 def test_kernel_error_while_timing(sess, cfg):

@@ -38,7 +38,15 @@ TOP_LEVEL_KEYS = {
     "clock_hz": "the device clock in Hz (None when unknown)",
     "counter": "what the device's timing counter counts: {name, per_second} (per_second None: unknown)",
     "console": "where printf goes: {kind: ns16550 | cmsdk-uart (with base: the UART's address) | htif | fd | none}",
+    "console_float": "True: printf formats %f %e %g (links soft-float code on devices without an FPU); "
+                     "default False: they print <float>",
+    "runtime": "the device runtime's table sizes: {tasks, repeats, error_text} (see RUNTIME_TABLES)",
 }
+#: cfg["runtime"] entries: (the runtime's build define, default, smallest, largest). ``tasks``: calls
+#: per round trip (run_batch); ``repeats``: measurements per time_evaluator run; ``error_text``:
+#: bytes of a kernel's error message kept on the device.
+RUNTIME_TABLES = {"tasks": ("UTVM_MAX_TASKS", 64, 1, 126), "repeats": ("UTVM_MAX_REPEAT", 64, 1, 4096),
+                  "error_text": ("UTVM_ERROR_LEN", 512, 16, 65536)}
 #: Console kinds and the runtime's build define for each (see device_stubs/runtime/utvm_console.c).
 CONSOLE_KINDS = {"ns16550": "UTVM_CONSOLE_NS16550", "cmsdk-uart": "UTVM_CONSOLE_CMSDK", "htif": "UTVM_CONSOLE_HTIF",
                  "fd": "UTVM_CONSOLE_FD", "none": None}
@@ -139,15 +147,22 @@ class DeviceConfig(dict):
     def name(self) -> str:
         return self["name"]
 
-    def console_defines(self) -> Dict[str, Any]:
-        """The runtime's build defines for cfg["console"]."""
+    def runtime_defines(self) -> Dict[str, Any]:
+        """The device runtime's build defines: the console (cfg["console"], cfg["console_float"])
+        and the table sizes (cfg["runtime"])."""
         console = self.get("console", {"kind": "none"})
         name = CONSOLE_KINDS[console["kind"]]
-        if name is None:
-            return {}
+        defines: Dict[str, Any] = {}
         if console["kind"] == "fd":
-            return {name: console.get("fd", 63)}
-        return {name: f"0x{console['base']:x}" if "base" in console else None}
+            defines[name] = console.get("fd", 63)
+        elif name is not None:
+            defines[name] = f"0x{console['base']:x}" if "base" in console else None
+        if self.get("console_float", False):
+            defines["UTVM_CONSOLE_FLOAT"] = None
+        tables = self.get("runtime", {})
+        for key, (define, default, _, _) in RUNTIME_TABLES.items():
+            defines[define] = tables.get(key, default)
+        return defines
 
     @property
     def abi(self) -> Dict[str, Any]:
@@ -177,6 +192,18 @@ class DeviceConfig(dict):
             raise ConfigError(f"cfg['console'] must be {{'kind': one of {', '.join(CONSOLE_KINDS)}}}, got {console!r}")
         if console["kind"] in ("ns16550", "cmsdk-uart") and not isinstance(console.get("base"), int):
             raise ConfigError(f"cfg['console'] of kind {console['kind']!r} needs 'base', the UART's address")
+        if not isinstance(self.get("console_float", False), bool):
+            raise ConfigError(f"cfg['console_float'] must be True or False, got {self['console_float']!r}")
+        tables = self.get("runtime", {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"cfg['runtime'] must be a dict like {{'tasks': 64}}, got {tables!r}")
+        _check_keys("cfg['runtime']", tables.keys(), tuple(RUNTIME_TABLES))
+        for key, (_, _, low, high) in RUNTIME_TABLES.items():
+            if key in tables:
+                value = _check_int(f"cfg['runtime'][{key!r}]", tables[key], minimum=low)
+                if value > high:
+                    raise ConfigError(f"cfg['runtime'][{key!r}] = {value} is more than {high}, the largest the "
+                                      "runtime supports")
         _check_keys("cfg['abi']", self["abi"].keys(), ABI_KEYS)
         _check_keys("cfg['toolchain']", self["toolchain"].keys(), TOOLCHAIN_KEYS)
         if self["abi"].get("endian") not in ("little", "big"):

@@ -472,6 +472,7 @@ class Session:
             self._sym_sizes = {n: elf.get_symbol(n).size for n in ("utvm_stack_guard",) if elf.get_symbol(n)}
             self._task_layout = elf.struct_layout("UTVMTask")
             task_size = elf.get_symbol("utvm_tasks").size
+            self._max_repeat = elf.get_symbol("utvm_counts").size // 8
             self._error_sizes = {n: elf.get_symbol(n).size for n in ("utvm_last_error", "utvm_last_error_kind")}
             try:
                 self._fault_layout: Optional[Dict[str, Tuple[int, int]]] = elf.struct_layout("UTVMFault")
@@ -983,6 +984,18 @@ class Session:
             except UtvmError:
                 pass
         return mm
+
+    @property
+    def max_repeat(self) -> int:
+        """How many measurements one time_evaluator run keeps on the device (cfg["runtime"]["repeats"])."""
+        self._require_open()
+        return self._max_repeat
+
+    @property
+    def max_tasks(self) -> int:
+        """How many calls one round trip carries (run_batch splits longer lists; cfg["runtime"]["tasks"])."""
+        self._require_open()
+        return self._max_tasks
 
     @property
     def workspace_peak(self) -> int:

@@ -82,8 +82,12 @@ class TimeEvaluator:
     def __init__(self, function: Any, number: int = 10, repeat: int = 1, min_repeat_ms: float = 0):
         if not isinstance(number, int) or number < 1:
             raise TypeError(f"number must be a positive integer, got {number!r}")
-        if not isinstance(repeat, int) or not 1 <= repeat <= 64:
-            raise TypeError(f"repeat must be an integer from 1 to 64, got {repeat!r}")
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+            raise TypeError(f"repeat must be a positive integer, got {repeat!r}")
+        limit = function.module.session.max_repeat
+        if repeat > limit:
+            raise ValueError(f"repeat={repeat} is more than the {limit} measurements the device runtime keeps per "
+                             f"run; ask for fewer, or raise cfg['runtime']['repeats']")
         self.function = function
         self.number = number
         self.repeat = repeat

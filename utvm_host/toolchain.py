@@ -517,7 +517,7 @@ def build_runtime(cfg: DeviceConfig) -> Library:
     """The device runtime (device_stubs/runtime) for ``cfg``, as a relocatable object."""
     tc = Toolchain(cfg)
     sources = runtime_sources(cfg)
-    defines = cfg.console_defines()
+    defines = cfg.runtime_defines()
     key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
                         "runtime_cflags": tc.runtime_cflags, "defines": {k: str(v) for k, v in defines.items()},
                         "sources": [[p.name, _sha256_file(p)] for p in sources + [RUNTIME_INCLUDE / "utvm_runtime.h"]]})
