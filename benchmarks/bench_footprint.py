@@ -135,7 +135,7 @@ def main(argv: List[str]) -> None:
         core, con, conf = r["core"], r["console"], r["configured"]
         lines.append([name, f"{total(core):,} ({core['text']:,}+{core['data']:,}+{core['bss']:,})",
                       f"{total(core) / ANCHOR:.2f}", f"{total(con):,}", f"{total(r['console_float']):,}",
-                      f"{r['soft_float']:,}" if r["soft_float"] else "0 (FPU or host)",
+                      f"{r['soft_float']:,}",
                       f"{sum(conf.values()):,}"])
     if md:
         print("| " + " | ".join(head) + " |")

@@ -72,7 +72,7 @@ class TestPlacement:
 
     def test_failed_placement_frees_everything(self, host_cfg, tmp_path):
         cfg = host_cfg.copy()
-        cfg["mem_layout"]["text"]["size"] = 4096   # the runtime fits, matmul -O3 unrolled does not
+        cfg["mem_layout"]["text"]["size"] = 5120   # the runtime (4.2 KB) fits, matmul -O3 unrolled does not
         layout = _layout(cfg)
         linker = Linker(cfg, layout, tmp_path)
         linker.place(build_runtime(cfg), "runtime", {})

@@ -1,4 +1,4 @@
-"""The device runtime's table sizes come from cfg["runtime"]; cfg["console_float"] opts into %f."""
+"""The device runtime's table sizes come from cfg["runtime"]."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,6 @@ import pytest
 
 from conftest import EXAMPLES, KERNELS, device_cfg
 from utvm_host import ConfigError, KernelError, Session, build
-from utvm_host.toolchain import build_runtime
 
 DEVICES = ["host", "spike-rv32", "qemu-cortex-m3"]
 
@@ -31,11 +30,13 @@ def test_a_batch_longer_than_the_task_table_runs_in_rounds(small):
     sess, mods = small
     n = 16
     a = np.arange(n, dtype=np.float32)
-    outs = [np.zeros(n, np.float32) for _ in range(12)]
-    calls = [mods["vadd"].bind(a, a + k, outs[k], n) for k in range(12)]
+    x = sess.tensor(a)
+    ys = [sess.tensor(a + k) for k in range(12)]
+    outs = [sess.empty(n, np.float32) for _ in range(12)]
+    calls = [mods["vadd"].bind(x, ys[k], outs[k], n) for k in range(12)]
     sess.run_batch(calls)   # 12 calls through a 5-task table: 3 round trips
     for k in range(12):
-        np.testing.assert_array_equal(outs[k], a + a + k)
+        np.testing.assert_array_equal(outs[k].numpy(), a + a + k)
 
 
 def test_repeat_is_limited_by_the_counter_table(small):
@@ -93,23 +94,3 @@ class TestValidation:
         cfg["runtime"] = {"tasks": 8}
         assert cfg.runtime_defines() == {"UTVM_CONSOLE_FD": 63, "UTVM_CONSOLE_FLOAT": None, "UTVM_MAX_TASKS": 8,
                                          "UTVM_MAX_REPEAT": 64, "UTVM_ERROR_LEN": 512}
-
-
-@pytest.mark.parametrize("name", ["spike-rv32", "qemu-cortex-m3"])
-def test_a_float_free_runtime_links_no_soft_float_code(name):
-    """Without cfg["console_float"] the runtime references no soft-double helper; with it, %f
-    pulls them in (the reason it is an opt-in on devices without an FPU)."""
-    from elftools.elf.elffile import ELFFile
-    cfg = device_cfg(name)
-
-    def undefined(c):
-        with open(build_runtime(c).path, "rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
-            return {s.name for s in symtab.iter_symbols() if s["st_shndx"] == "SHN_UNDEF" and s.name}
-
-    soft = {"__adddf3", "__muldf3", "__subdf3", "__divdf3", "__fixunsdfdi", "__floatundidf", "__aeabi_dadd",
-            "__aeabi_dmul", "__aeabi_d2ulz", "__aeabi_ul2d", "__aeabi_dsub", "__aeabi_ddiv", "__aeabi_dcmplt",
-            "__ltdf2", "__gtdf2", "__unorddf2", "__aeabi_dcmpun"}
-    assert not undefined(cfg) & soft
-    cfg["console_float"] = True
-    assert undefined(cfg) & soft

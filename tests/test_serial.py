@@ -2,15 +2,18 @@
 the byte stream, the device console over it, a device reset detected, and the stub firmware."""
 from __future__ import annotations
 
+import struct
 import time
 
 import numpy as np
 import pytest
 
-from utvm_host import ConnectionLost, DeviceError, Session, TransportError, build, devices
-from utvm_host.transport.serial import FaultyPort, SerialTransport, cobs_decode, cobs_encode
+from utvm_host import ConnectionLost, DeviceError, DeviceFault, Session, TransportError, build, devices
+from utvm_host.elf import ElfFile
+from utvm_host.export import serial_stub
+from utvm_host.transport.serial import PING, FaultyPort, SerialTransport, cobs_decode, cobs_encode
 
-from conftest import EXAMPLES, KERNELS, device_cfg
+from conftest import EXAMPLES, KERNELS, device_cfg, vadd_works
 
 SERIAL_DEVICES = ["qemu-riscv32-serial", "qemu-cortex-m3-serial"]
 
@@ -141,6 +144,110 @@ def test_a_device_reset_is_detected_by_the_handshake(scfg):
         mod2 = sess.load(build([EXAMPLES / "vadd.c"], scfg))
         mod2["vadd"](a, a, c, 8)
         np.testing.assert_array_equal(c, 2 * a)
+
+
+#: Line noise the stub must drop and count (issue 15): runs of non-zero bytes, each ended by a
+#: frame delimiter, longer than any frame. The first two fit the stub's receive buffer of old
+#: (1,104 bytes) but decode to 1,099 bytes, 11 more than its payload buffer (1,088) holds.
+OVERRUNS = [
+    b"\x01" * 1100,                                                       # codes of 1: 1,099 zeros
+    (b"\xff" + b"\xee" * 254) * 4 + b"\x54" + b"\xee" * 0x53,              # full blocks: 1,099 x 0xEE
+    b"\x55" * 3000,                                                       # longer than any buffer
+]
+#: And frames that are not requests: a block running past the frame's end, a 2-byte payload.
+NOISE = [b"\x05\x01\x02", b"\x03\x01\x02"]
+
+
+def _stub_neighbours(scfg, name: str, span: int):
+    """The stub's static objects in the ``span`` bytes after its buffer ``name`` (gcc calls a
+    function's static ``payload.1``): {object name: (start, end)} clipped to that span."""
+    with ElfFile(serial_stub(scfg)) as elf:
+        objects = {s.name.split(".")[0]: s for s in elf.iter_symbols() if s.type == "OBJECT" and s.size}
+    end = objects[name].value + objects[name].size
+    return end, {n: (max(s.value, end), min(s.value + s.size, end + span)) for n, s in objects.items()
+                 if s.value < end + span and s.value + s.size > end}
+
+
+def _frames_until(tr, seq: int, wait: float = 5.0):
+    """Reply payloads from the stub until the one for ``seq``: (that one, the others before it)."""
+    others, deadline = [], time.monotonic() + wait
+    while True:
+        reply = tr._read_frame(deadline)
+        assert reply is not None, f"no reply for seq {seq} (others: {others})"
+        if reply[0] == seq:
+            return reply, others
+        others.append(reply)
+
+
+def test_line_noise_is_dropped_and_counted_without_touching_the_stub(scfg):
+    """Issue 15: long runs of non-zero bytes (line noise, before any CRC is checked) made the
+    stub's COBS decoder write past its payload buffer. They are dropped and counted now: the
+    stub answers nothing to them, the reply it saved (for a retry) and the memory next to the
+    payload buffer are untouched, its counters say what happened, and it works on."""
+    with Session(scfg) as sess:
+        tr = sess.transport
+        end, near = _stub_neighbours(scfg, "payload", 16)
+        # What sits there changes only as the requests below change it: the saved reply (checked
+        # by a retry) and the counters (read exactly); any other bytes must stay as they are.
+        kept = [a for a in range(end, end + 16) if not any(s <= a < e for n, (s, e) in near.items()
+                                                            if n in ("reply", "stats", "rx"))]
+        before = tr.read(end, 16)
+        s0 = tr.stub_stats()
+        seq = tr._next_seq()
+        ping = tr._frame(seq, PING, b"")
+        tr.port.write(ping)
+        saved, others = _frames_until(tr, seq)
+        assert saved[1] == PING | 0x80 and saved[2] == 0 and others == []
+        for junk in OVERRUNS + NOISE:
+            tr.port.write(junk + b"\x00")
+        tr.port.write(ping)   # the same seq again: answered from the saved reply
+        again, others = _frames_until(tr, seq)
+        s1 = tr.stub_stats()
+        assert {k: s1[k] for k in ("frames", "crc_errors", "repeats", "overruns")} == {
+            "frames": s0["frames"] + 2, "crc_errors": s0["crc_errors"], "repeats": s0["repeats"] + 1,
+            "overruns": s0["overruns"] + len(OVERRUNS)}, (s0, s1)
+        assert s1.get("noise") == s0.get("noise", 0) + len(NOISE), (s0, s1)
+        assert others == []   # nothing answered the noise (no NAK: none of it is a frame)
+        assert again == saved
+        after = tr.read(end, 16)
+        assert [after[a - end] for a in kept] == [before[a - end] for a in kept], near
+        if "stats" in near:   # the counters as STATS reports them (the READ above counted itself)
+            start, stop = near["stats"]
+            with ElfFile(serial_stub(scfg)) as elf:
+                base = next(s.value for s in elf.iter_symbols() if s.name == "stats")
+            counters = struct.pack("<5I", s1["frames"] + 1, s1["crc_errors"], s1["repeats"], s1["overruns"],
+                                   s1["noise"])
+            assert after[start - end:stop - end] == counters[start - base:stop - base]
+        tr.check_alive()   # the session's nonce: no restart
+        vadd_works(sess.load(build([EXAMPLES / "vadd.c"], scfg)))
+
+
+@pytest.mark.parametrize("device", SERIAL_DEVICES + ["spike-rv32"])
+def test_a_stack_overflow_in_small_steps_is_reported_where_it_happened(device):
+    """Issue 15: a recursion of small frames runs into the guard below the stack (a 4 KiB page
+    the stub locks with the PMP on RISC-V, the MPU guard on Cortex-M). The RISC-V trap handler
+    kept the faulting sp, so on the serial stub UTVMDone's call of UTVMDoneHook faulted again in
+    the guard page and the fault was reported there, in the stub; it switches to a stack of its
+    own now (utvm_trap_stack). Spike stands for the debugger transports, whose trap path (the
+    same handler, a breakpoint at UTVMDone) must report the same. The session works on."""
+    cfg = device_cfg(device)
+    with Session(cfg) as sess:
+        mod = sess.load(build([KERNELS / "small_frames.c"], cfg, cflags=["-O1"]))
+        vadd = sess.load(build([EXAMPLES / "vadd.c"], cfg))
+        stack = sess.stack_block
+        with pytest.raises(DeviceFault) as e:
+            mod["overflow_small"](1)
+        err = e.value
+        if cfg.abi["elf_machine"] == "EM_ARM":   # the faulting frame cannot be stacked: no pc, the guard's address
+            assert err.cause == "data access violation (HardFault)"
+            assert "an unknown pc (the exception frame could not be stacked)" in str(err)
+            assert stack.start <= err.fault_address < stack.start + 4096
+        else:   # the store that ran off the stack, in the kernel, just below the stack's bottom
+            assert err.cause == "store/AMO access fault (mcause 7)"
+            assert err.location.startswith("descend+0x") and "(small_frames.c:" in err.location, str(err)
+            assert stack.start - 64 <= err.fault_address < stack.start
+        vadd_works(vadd)
+        vadd_works(vadd)
 
 
 def test_a_link_that_never_answers_fails_cleanly():

@@ -38,8 +38,8 @@ TOP_LEVEL_KEYS = {
     "clock_hz": "the device clock in Hz (None when unknown)",
     "counter": "what the device's timing counter counts: {name, per_second} (per_second None: unknown)",
     "console": "where printf goes: {kind: ns16550 | cmsdk-uart (with base: the UART's address) | htif | fd | none}",
-    "console_float": "True: printf formats %f %e %g (links soft-float code on devices without an FPU); "
-                     "default False: they print <float>",
+    "console_float": "True: printf formats %f %e %g (about 1.6 KB more console code); default False: they "
+                     "print <float>",
     "runtime": "the device runtime's table sizes: {tasks, repeats, error_text} (see RUNTIME_TABLES)",
 }
 #: cfg["runtime"] entries: (the runtime's build define, default, smallest, largest). ``tasks``: calls

@@ -9,7 +9,9 @@ in the session's folder, and this reader picks up what was added after every cal
 
 Each line is also logged on the ``utvm_host.console`` logger (INFO) and, in a notebook, printed
 as it arrives. When a call fails, what the device printed during it is attached to the
-exception (``exc.console``) and quoted in its message.
+exception (``exc.console``) and quoted in its message. That includes a last partial line the
+call never sent (it faulted or timed out before the runtime's flush): the session reads it from
+the runtime's line buffer (``utvm_console_line``) in device memory and adds it here.
 """
 from __future__ import annotations
 
@@ -89,6 +91,14 @@ class Console:
         if self.echo:
             sys.stdout.write(text)
             sys.stdout.flush()
+
+    def add_unsent(self, text: str) -> None:
+        """Text the device printed that never went through its channel: the partial line a call
+        that faulted or timed out left in the runtime's line buffer (the session reads it from
+        device memory). It follows what the channel delivered, as it did on the device."""
+        self.poll()
+        if text:
+            self._received(text)
 
     def read(self) -> str:
         """Everything printed and not read yet (and forget it)."""

@@ -469,7 +469,8 @@ class Session:
         lib = build_runtime(self.cfg)
         self.runtime = self.linker.place(lib, "runtime", self._stub_symbols())
         with ElfFile(self.runtime.elf_path) as elf:
-            self._sym_sizes = {n: elf.get_symbol(n).size for n in ("utvm_stack_guard",) if elf.get_symbol(n)}
+            self._sym_sizes = {n: elf.get_symbol(n).size for n in ("utvm_stack_guard", "utvm_console_line")
+                               if elf.get_symbol(n)}
             self._task_layout = elf.struct_layout("UTVMTask")
             task_size = elf.get_symbol("utvm_tasks").size
             self._max_repeat = elf.get_symbol("utvm_counts").size // 8
@@ -1229,6 +1230,14 @@ class Session:
         self.last_batch_count = struct.unpack(self._order + "Q", tr.read(self._sym["utvm_batch_count"], 8))[0]
         return list(struct.unpack(f"{self._order}{n}Q", tr.read(self._sym["utvm_task_counts"], 8 * n)))
 
+    def _failed_by_runtime(self) -> bool:
+        """Whether the runtime itself failed the last task (``utvm_error_set`` 2: it found a
+        workspace block header written over), which fails the call even if the kernel, not
+        noticing, returned 0. Read only then: a kernel that reported an error and returned 0
+        has handled it."""
+        raw = self.transport.read(self._sym["utvm_error_set"], 4)
+        return struct.unpack(self._order + "I", raw)[0] == 2
+
     def _kernel_error(self, kernel: str, value: Optional[int], tvm: bool = False,
                       what: Optional[str] = None) -> KernelError:
         """The error a kernel reported (its text and TVM kind, read from the runtime), as the
@@ -1258,9 +1267,34 @@ class Session:
             self._overheads[number] = min(counts) / number
         return self._overheads[number]
 
+    def _keep_unsent_console(self) -> None:
+        """A call that faulted or timed out never reached the runtime's console flush (the host
+        device's process died; a debugger stopped the core at UTVMDone's entry after a trap), so
+        its last partial line is still in the runtime's line buffer: move it to ``sess.console``
+        (and so into the error) before recovery rewrites the runtime. Device memory outlives the
+        host device's process; a device that cannot be read any more keeps its text. A device
+        behind the serial stub needs none of this: UTVMDone flushes after a trap there (no
+        breakpoint stops it first), and a hung one cannot answer a read."""
+        sym = self._sym
+        if "utvm_console_line" not in self._sym_sizes or "utvm_console_len" not in sym \
+                or self.cfg.transport_kind == "serial":
+            return
+        try:
+            length = struct.unpack(self._order + "I", self.transport.read(sym["utvm_console_len"], 4))[0]
+            if length == 0:
+                return
+            # a kernel that wrote wild may have corrupted the length: never read past the buffer
+            text = self.transport.read(sym["utvm_console_line"], min(length, self._sym_sizes["utvm_console_line"]))
+            self.transport.write(sym["utvm_console_len"], bytes(4))   # read once, never sent again
+        except (UtvmError, OSError) as exc:
+            log.debug("the console's unsent line could not be read: %s", exc)
+            return
+        self.console.add_unsent(text.decode("utf-8", "replace"))
+
     def _raise_trap(self, fn: "Function") -> None:
         """The device's trap handler ran during the call: decode its record into DeviceFault."""
         self._num_tasks = -1   # the run ended early: its record is written again before the next one
+        self._keep_unsent_console()
         record = {}
         fmt = struct.Struct(self._ptr_fmt)
         if self._fault_layout is not None:
@@ -1295,6 +1329,8 @@ class Session:
             raise DeviceError(f"kernel '{fn.name}' stopped at {where} ({stop.detail}); the core stays there "
                               "(dbg.cont() or dbg.detach() goes on). Start calls that may stop at a breakpoint "
                               "with fn.start(...) and finish them with .result()")
+        if stop.kind in ("fault", "timeout"):
+            self._keep_unsent_console()
         if stop.kind == "fault" and not stop.signo:
             recovered = self._recover(f"kernel '{fn.name}' stopped unexpectedly")
             raise DeviceFault(f"kernel '{fn.name}' stopped at {where}: {stop.detail}; {recovered}",
@@ -1737,7 +1773,7 @@ class Function:
             if scratch is not None:
                 session.layout.free(scratch)
         value = None if self._ret is None else self._ret.unpack_from(ret)[0]
-        if error and (value is None or value != 0):
+        if error and (value is None or value != 0 or session._failed_by_runtime()):
             raise session._kernel_error(self.name, value)
         if self._ret_kind == "bool" and value is not None:
             return bool(value), counts

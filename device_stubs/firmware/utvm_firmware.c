@@ -1,26 +1,33 @@
 /* utvm-host standalone firmware: console formatting shared by every target (no C library). */
 #include "utvm_firmware.h"
 
+void utvm_fw_run(void) { utvm_fw_exit(main()); }
+
 void utvm_fw_puts(const char *s) {
-  size_t n = 0;
-  while (s[n] != '\0') n++;
+  size_t n = 0u;
+  while (s[n] != '\0') {
+    n++;
+  }
   utvm_fw_write(s, n);
 }
 
 void utvm_fw_put_u64(uint64_t v) {
+  static const char digits[] = "0123456789";
   char buf[21];
-  size_t i = sizeof buf;
+  size_t i = sizeof(buf);
+  uint64_t rest = v;
   do {
-    buf[--i] = (char)('0' + v % 10u);
-    v /= 10u;
-  } while (v != 0u);
-  utvm_fw_write(buf + i, sizeof buf - i);
+    i--;
+    buf[i] = digits[rest % 10u];
+    rest /= 10u;
+  } while (rest != 0u);
+  utvm_fw_write(&buf[i], sizeof(buf) - i);
 }
 
 void utvm_fw_put_i64(int64_t v) {
   if (v < 0) {
-    utvm_fw_write("-", 1);
-    utvm_fw_put_u64((uint64_t)0 - (uint64_t)v);
+    utvm_fw_write("-", 1u);
+    utvm_fw_put_u64((uint64_t)0u - (uint64_t)v);
   } else {
     utvm_fw_put_u64((uint64_t)v);
   }
@@ -28,16 +35,21 @@ void utvm_fw_put_i64(int64_t v) {
 
 void utvm_fw_put_hex(const void *data, size_t n) {
   static const char digits[] = "0123456789abcdef";
-  const unsigned char *p = (const unsigned char *)data;
+  /* cppcheck-suppress misra-c2012-11.5 ; deviation S6 */
+  const uint8_t *const p = (const uint8_t *)data;
   char buf[64];
-  size_t used = 0;
-  for (size_t i = 0; i < n; i++) {
-    buf[used++] = digits[p[i] >> 4];
-    buf[used++] = digits[p[i] & 15u];
-    if (used == sizeof buf) {
+  size_t used = 0u;
+  size_t i;
+  for (i = 0u; i < n; i++) {
+    buf[used] = digits[p[i] >> 4u];
+    buf[used + 1u] = digits[p[i] & 15u];
+    used += 2u;
+    if (used == sizeof(buf)) {
       utvm_fw_write(buf, used);
-      used = 0;
+      used = 0u;
     }
   }
-  if (used) utvm_fw_write(buf, used);
+  if (used != 0u) {
+    utvm_fw_write(buf, used);
+  }
 }

@@ -11,6 +11,9 @@
 void utvm_fw_write(const char *buf, size_t n);
 void utvm_fw_exit(int status) __attribute__((noreturn));
 
+/* Shared: run main() and end with its status (the targets' startup code calls it last). */
+void utvm_fw_run(void) __attribute__((noreturn));
+
 /* Shared: text, numbers and hex dumps on the console. */
 void utvm_fw_puts(const char *s);
 void utvm_fw_put_u64(uint64_t v);
@@ -18,9 +21,12 @@ void utvm_fw_put_i64(int64_t v);
 void utvm_fw_put_hex(const void *data, size_t n);
 
 /* From the device runtime. */
+#ifndef UTVM_ERROR_LEN
+#define UTVM_ERROR_LEN 512 /* as device_stubs/runtime/utvm_runtime.c: the same define sets both */
+#endif
 uint64_t UTVMCounter(void);
 extern volatile uint32_t utvm_error_set;
-extern char utvm_last_error[];
+extern char utvm_last_error[UTVM_ERROR_LEN];
 extern volatile uintptr_t utvm_workspace_base;
 extern volatile uintptr_t utvm_workspace_size;
 

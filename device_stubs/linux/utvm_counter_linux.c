@@ -1,6 +1,9 @@
 /* utvm-host counter for the host device (a Linux process): CLOCK_MONOTONIC in nanoseconds,
  * by a direct system call (the runtime links no C library). */
+#include <stddef.h>
 #include <stdint.h>
+
+#include "utvm_runtime.h"
 
 struct utvm_timespec {
   int64_t tv_sec;
@@ -18,6 +21,7 @@ uint64_t UTVMCounter(void) {
   register long x0 __asm__("x0") = 1;
   register long x1 __asm__("x1") = (long)&ts;
   __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1) : "memory");
+#else
 #endif
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  return ((uint64_t)ts.tv_sec * 1000000000u) + (uint64_t)ts.tv_nsec;
 }

@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utvm_runtime.h"
+
 /* Filled by UTVMTrapEntry (utvm_riscv_entry.S stores the fields in this order). */
 typedef struct {
   uintptr_t mcause; /* 0 while no trap has happened during the call */
@@ -12,24 +14,31 @@ typedef struct {
   uintptr_t ra;
 } UTVMFault;
 
-volatile UTVMFault utvm_fault;
+/* Read by the host through their ELF symbols (UTVMFault's layout from DWARF), and by Spike's
+ * front end, which looks tohost and fromhost up in the ELF it loads. */
+extern volatile UTVMFault utvm_fault;
+extern volatile uint64_t tohost;
+extern volatile uint64_t fromhost;
 
-/* Spike's host-target interface looks these symbols up in the ELF it loads. */
+volatile UTVMFault utvm_fault;
+/* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
 volatile uint64_t tohost __attribute__((aligned(64)));
 volatile uint64_t fromhost __attribute__((aligned(64)));
 
-/* write(1, buf, n) as a system call Spike's front end performs (HTIF device 0): the console of
- * the runtime (cfg["console"] htif) and of standalone firmware. */
+/* write(1, buf, n) as a system call that the front end of Spike performs (HTIF device 0): the
+ * console of the runtime (console kind htif), of standalone firmware and of the serial stub. */
 void utvm_htif_write(const char *buf, size_t n) {
   volatile uint64_t magic[8] __attribute__((aligned(64)));
-  magic[0] = 64; /* SYS_write */
-  magic[1] = 1;  /* stdout */
+  magic[0] = 64u; /* SYS_write */
+  magic[1] = 1u;  /* stdout */
+  /* cppcheck-suppress misra-c2012-11.4 ; deviation R5 */
   magic[2] = (uintptr_t)buf;
   magic[3] = n;
   __sync_synchronize();
+  /* cppcheck-suppress misra-c2012-11.4 ; deviation R5 */
   tohost = (uintptr_t)magic;
-  while (fromhost == 0) {
+  while (fromhost == 0u) {
   }
-  fromhost = 0;
+  fromhost = 0u;
   __sync_synchronize();
 }

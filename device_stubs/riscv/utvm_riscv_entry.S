@@ -5,7 +5,16 @@
  * (illegal instruction, access fault, misaligned access, ...) is recorded in utvm_fault
  * (mcause, mepc, mtval, sp, ra: the layout of UTVMFault in utvm_riscv.c, which the host reads
  * from DWARF) and also ends at UTVMDone, so a fault never leaves the core running wild.
+ *
+ * The handler runs on a stack of its own (utvm_trap_stack): the faulting sp may be what broke (a
+ * stack overflow into a guard page, where every store faults again), and UTVMDone's path needs
+ * a stack (on a serial device, UTVMDone calls the stub's UTVMDoneHook). The faulting sp is
+ * recorded first, as it was.
  */
+/* What runs on it: UTVMDone (a 48-byte frame on rv64 at -Os, 32 on rv32), then the serial stub's
+ * UTVMDoneHook (16), whose longjmp needs none: 64 bytes at most. 96 leave a third spare and keep
+ * the runtime's .bss within the 4 KiB of a microTVM-style hand layout on rv64 (tests/test_auto_layout.py). */
+#define UTVM_TRAP_STACK_BYTES 96
 #if __riscv_xlen == 64
 #define STORE sd
 #define REGBYTES 8
@@ -52,8 +61,17 @@ UTVMTrapEntry:
   STORE ra, 1*REGBYTES(t0)
   csrr ra, mcause
   STORE ra, 0(t0)
+  la sp, utvm_trap_stack + UTVM_TRAP_STACK_BYTES   /* from here on, a stack that works */
   li a0, -1                       /* UTVMDone's summary: all ones means "trapped" */
   li a1, 0
   li a2, 0
   j UTVMDone
   .size UTVMTrapEntry, . - UTVMTrapEntry
+
+  .section .bss.utvm_trap_stack, "aw", @nobits
+  .globl utvm_trap_stack
+  .type utvm_trap_stack, @object
+  .align 4                        /* 16 bytes: the RISC-V psABI's stack alignment */
+utvm_trap_stack:
+  .skip UTVM_TRAP_STACK_BYTES
+  .size utvm_trap_stack, UTVM_TRAP_STACK_BYTES

@@ -1,40 +1,77 @@
 /* utvm-host device runtime: portable C for every target (host, rv32, rv64, Cortex-M).
  *
- * The host writes a batch of tasks into utvm_tasks[] and utvm_num_tasks, then starts the
- * device at UTVMMain. Each task names a generated shim (one per kernel signature: the
- * compiler, not this file, does the calling convention), its argument block and the slot
- * for its return value. UTVMMain runs the tasks in order and ends in UTVMDone, where the
- * host stops the device (a debugger breakpoint on real targets; a plain return on the host
- * device). Struct layouts are read by the host from this file's DWARF: no constant here is
- * repeated in Python.
+ * The host writes a batch of tasks into utvm_tasks[] and their count into the run record
+ * (utvm_run), then starts the device at UTVMMain. Each task names a generated shim (one per
+ * kernel signature: the compiler, not this file, does the calling convention), its argument
+ * block and the slot for its return value. UTVMMain runs the tasks in order and ends in
+ * UTVMDone, where the host stops the device (a debugger breakpoint on real targets; a plain
+ * return on the host device). Struct layouts are read by the host from this file's DWARF: no
+ * constant here is repeated in Python.
+ *
+ * The tables need not be volatile: the host reads and writes them only while the device is
+ * stopped (or before it starts), calls through the task table are calls the compiler cannot
+ * see into, and every store of a run is complete before the device reaches UTVMDone, whose
+ * memory clobber the compiler cannot look through. (The few objects other C declares volatile
+ * are volatile here too.)
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "utvm_runtime.h"
 
-typedef int32_t (*UTVMShim)(const void *args, void *ret);
-
-typedef struct {
-  uintptr_t func;   /* address of the shim to call (bit 0 set for Thumb code) */
-  uintptr_t args;   /* argument block: one 8-byte slot per argument */
-  uintptr_t ret;    /* 8-byte slot receiving the return value */
-  int32_t status;   /* what the shim returned: 0 unless it could not run the kernel */
-  int32_t error;    /* 1 when the kernel called TVMAPISetLastError during this task */
-} UTVMTask;
-
+/* The table sizes (cfg["runtime"]: tasks, repeats, error_text; the session passes them). */
 #ifndef UTVM_MAX_TASKS
 #define UTVM_MAX_TASKS 64
 #endif
-#define UTVM_ERROR_LEN 512
-#define UTVM_ERROR_KIND_LEN 32
-#define UTVM_WS_ALIGN 16
-
-#if UTVM_MAX_TASKS > 126
-#error "UTVM_MAX_TASKS must stay below 127: the completion summary echoes the task count in 7 bits"
+#ifndef UTVM_MAX_REPEAT
+#define UTVM_MAX_REPEAT 64
 #endif
+#ifndef UTVM_ERROR_LEN
+#define UTVM_ERROR_LEN 512
+#endif
+#if (UTVM_MAX_TASKS < 1) || (UTVM_MAX_TASKS > 126)
+#error "UTVM_MAX_TASKS must be 1 to 126: the completion summary echoes the task count in 7 bits"
+#endif
+#if (UTVM_MAX_REPEAT < 1) || (UTVM_MAX_REPEAT > 4096)
+#error "UTVM_MAX_REPEAT must be 1 to 4096"
+#endif
+#if (UTVM_ERROR_LEN < 16) || (UTVM_ERROR_LEN > 65536)
+#error "UTVM_ERROR_LEN must be 16 to 65536 (a cut message ends in \"...\")"
+#endif
+#define UTVM_ERROR_KIND_LEN 32u
 
-volatile UTVMTask utvm_tasks[UTVM_MAX_TASKS];
+/* A generated shim: reads the kernel's arguments from their 8-byte slots, calls it, stores its
+ * return value in the slot at ret (little-endian targets: a value starts the slot). */
+typedef int32_t (*UTVMShim)(const uint64_t *args, uint64_t *ret);
+
+typedef struct {
+  UTVMShim func;         /* the shim to call (bit 0 set for Thumb code) */
+  const uint64_t *args;  /* argument block: one 8-byte slot per argument */
+  uint64_t *ret;         /* 8-byte slot receiving the return value */
+  int32_t status;        /* what the shim returned: 0 unless it could not run the kernel */
+  int32_t error;         /* utvm_error_set after the task: 0, 1 (an error), 2 (found by the runtime) */
+} UTVMTask;
+
+/* Read and written by the host through their ELF symbols. Declared here, not in the kernels'
+ * header; the few that other C reads by name are volatile as it declares them (the firmware's
+ * utvm_firmware.h, the integrity tests' kernels). */
+extern UTVMTask utvm_tasks[UTVM_MAX_TASKS];
+extern volatile uint32_t utvm_run[2];
+extern uintptr_t utvm_summary;
+extern uint32_t utvm_tasks_done;
+extern volatile uint32_t utvm_error_set;
+extern char utvm_last_error[UTVM_ERROR_LEN];
+extern char utvm_last_error_kind[UTVM_ERROR_KIND_LEN];
+extern uint32_t utvm_timing[2];
+extern uint64_t utvm_counts[UTVM_MAX_REPEAT];
+extern uint32_t utvm_profile;
+extern uint64_t utvm_task_counts[UTVM_MAX_TASKS];
+extern uint64_t utvm_batch_count;
+extern volatile uintptr_t utvm_workspace_base;
+extern volatile uintptr_t utvm_workspace_size;
+extern uintptr_t utvm_workspace_peak;
+
+UTVMTask utvm_tasks[UTVM_MAX_TASKS];
 /* The run record {tasks to run, run id}: the host writes it when the task count changes (and
  * after a restart); every run adds one to the run id first and echoes both in its completion
  * summary, so a stale or corrupted runtime state can never pass for this run's result, and an
@@ -42,84 +79,109 @@ volatile UTVMTask utvm_tasks[UTVM_MAX_TASKS];
 volatile uint32_t utvm_run[2];
 /* The completion summary of the last run, as UTVMDone receives it (hosts without a debugger
  * read it here): tasks done | error << 16 | tasks seen << 17 | (run id & 0xFF) << 24. */
-volatile uintptr_t utvm_summary;
-volatile uint32_t utvm_tasks_done;   /* tasks finished so far: tells the host which one faulted */
+/* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
+uintptr_t utvm_summary;
+uint32_t utvm_tasks_done;   /* tasks finished so far: tells the host which one faulted */
+/* 1 once the running task reported an error; UTVM_ERROR_BY_RUNTIME when the runtime found one
+ * (a workspace header written over): that task fails whatever the kernel returned. */
 volatile uint32_t utvm_error_set;
+#define UTVM_ERROR_BY_RUNTIME 2u
 char utvm_last_error[UTVM_ERROR_LEN];
-char utvm_last_error_kind[UTVM_ERROR_KIND_LEN]; /* TVM FFI's error kind ("TypeError"), or "" */
+/* TVM FFI's error kind ("TypeError"), or "" */
+/* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
+char utvm_last_error_kind[UTVM_ERROR_KIND_LEN];
 
-/* Timing (time_evaluator): with utvm_number > 0, UTVMMain runs task 0 utvm_number times per
- * measurement, utvm_repeat measurements, and stores each one's counter difference. */
-#define UTVM_MAX_REPEAT 64
-volatile uint32_t utvm_timing[2]; /* number, repeat: one write sets both */
-volatile uint64_t utvm_counts[UTVM_MAX_REPEAT];
-/* Profiling (graph executors): with utvm_profile set, each task's counter difference. */
-volatile uint32_t utvm_profile;
-volatile uint64_t utvm_task_counts[UTVM_MAX_TASKS];
-volatile uint64_t utvm_batch_count; /* the whole task loop, overhead between tasks included */
-
-/* The device's counter: cycles, retired instructions or nanoseconds, per target (a strong
- * definition in device_stubs/<arch>/ replaces this one, which counts nothing). */
-uint64_t UTVMCounter(void) __attribute__((weak));
-uint64_t UTVMCounter(void) { return 0; }
+/* Timing (time_evaluator): with utvm_timing[0] (number) > 0, UTVMMain calls task 0 number times
+ * per measurement, utvm_timing[1] (repeat) measurements, and stores each one's counter
+ * difference in utvm_counts. Otherwise each task's difference goes to utvm_task_counts (the
+ * host reads them when it asked for a profile: utvm_profile, which the device need not read)
+ * and the whole loop's, overhead between tasks included, to utvm_batch_count. */
+uint32_t utvm_timing[2];
+uint64_t utvm_counts[UTVM_MAX_REPEAT];
+uint32_t utvm_profile;
+uint64_t utvm_task_counts[UTVM_MAX_TASKS];
+uint64_t utvm_batch_count;
 
 /* The session writes where the workspace region lies before the first call. */
 volatile uintptr_t utvm_workspace_base;
+/* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
 volatile uintptr_t utvm_workspace_size;
-volatile uintptr_t utvm_workspace_peak;   /* high-water mark in bytes, for the memory map */
+uintptr_t utvm_workspace_peak;   /* high-water mark in bytes, for the memory map */
 
-void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((noinline, used));
-void UTVMMain(void) __attribute__((noinline, used));
-
-/* ---- errors ---------------------------------------------------------------------------- */
-
-/* Append msg to utvm_last_error from position at; returns the new end. Text that does not
- * fit ends in "..." so a truncated message is recognisable. */
-static size_t error_append(size_t at, const char *msg) {
-  for (; msg != NULL && *msg != '\0'; msg++) {
-    if (at + 1 >= UTVM_ERROR_LEN) {
-      utvm_last_error[UTVM_ERROR_LEN - 4] = utvm_last_error[UTVM_ERROR_LEN - 3] = utvm_last_error[UTVM_ERROR_LEN - 2] = '.';
-      break;
-    }
-    utvm_last_error[at++] = *msg;
-  }
-  utvm_last_error[at] = '\0';
-  return at;
-}
-
-static void error_kind(const char *kind) {
-  size_t i = 0;
-  for (; kind != NULL && i + 1 < UTVM_ERROR_KIND_LEN && kind[i] != '\0'; i++) utvm_last_error_kind[i] = kind[i];
-  utvm_last_error_kind[i] = '\0';
-  utvm_error_set = 1;
-}
-
-void TVMAPISetLastError(const char *msg) {
-  error_append(0, msg);
-  error_kind("");
-}
-
-/* TVM FFI (apache-tvm >= 0.20): generated checks report "kind" plus a message in parts. */
-void TVMFFIErrorSetRaisedFromCStrParts(const char *kind, const char **parts, int32_t num_parts) {
-  size_t at = 0;
-  int32_t i;
-  for (i = 0; i < num_parts; i++) at = error_append(at, parts[i]);
-  if (num_parts <= 0) error_append(0, "");
-  error_kind(kind);
-}
-
-void TVMFFIErrorSetRaisedFromCStr(const char *kind, const char *message) {
-  error_append(0, message);
-  error_kind(kind);
-}
-
-/* TVM's parallel loops (te parallel schedules) run serially: one task of one. */
+/* Defined here for TVM's generated code, which declares them itself (c_backend_api.h). */
 typedef struct {
   void *sync_handle;
   int32_t num_task;
 } TVMParallelGroupEnv;
 typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv *penv, void *cdata);
+int TVMBackendParallelLaunch(FTVMParallelLambda flambda, void *cdata, int num_task);
+int TVMBackendParallelBarrier(int task_id, TVMParallelGroupEnv *penv);
 
+/* The device's shims (the host calls them like kernels: session.py's _FillKernel, ...). */
+int32_t UTVMFillShim(const uint64_t *args, uint64_t *ret) __attribute__((noinline, used));
+int32_t UTVMCrcShim(const uint64_t *args, uint64_t *ret) __attribute__((noinline, used));
+int32_t UTVMEmptyShim(const uint64_t *args, uint64_t *ret) __attribute__((noinline, used));
+
+/* Devices reached without a debugger (the serial stub, device_stubs/serial/) have no breakpoint
+ * at UTVMDone: they link this hook to get control back at the end of a call. */
+void UTVMDoneHook(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((weak));
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* Append src to the text buffer buf of cap bytes from position at; returns the new end. Text
+ * that does not fit ends in "..." so a cut message is recognisable. */
+static size_t __attribute__((noinline)) text_append(char *buf, size_t cap, size_t at, const char *src) {
+  size_t end = at;
+  size_t i = 0u;
+  if (src != NULL) {
+    while ((src[i] != '\0') && (end < (cap - 1u))) {
+      buf[end] = src[i];
+      end++;
+      i++;
+    }
+    if (src[i] != '\0') {
+      buf[cap - 4u] = '.';
+      buf[cap - 3u] = '.';
+      buf[cap - 2u] = '.';
+    }
+  }
+  buf[end] = '\0';
+  return end;
+}
+
+/* TVM FFI (apache-tvm >= 0.20): generated checks report "kind" plus a message in parts. */
+void TVMFFIErrorSetRaisedFromCStrParts(const char *kind, const char **parts, int32_t num_parts) {
+  size_t at = 0u;
+  int32_t i;
+  utvm_last_error[0] = '\0';
+  for (i = 0; i < num_parts; i++) {
+    at = text_append(utvm_last_error, UTVM_ERROR_LEN, at, parts[i]);
+  }
+  (void)text_append(utvm_last_error_kind, UTVM_ERROR_KIND_LEN, 0u, kind);
+  utvm_error_set = 1u;
+}
+
+void TVMFFIErrorSetRaisedFromCStr(const char *kind, const char *message) {
+  const char *parts[1];
+  parts[0] = message;
+  TVMFFIErrorSetRaisedFromCStrParts(kind, parts, 1);
+}
+
+void TVMAPISetLastError(const char *msg) {
+  const char *parts[1];
+  parts[0] = msg;
+  TVMFFIErrorSetRaisedFromCStrParts(NULL, parts, 1);
+}
+
+/* The runtime's own errors: a function's name and what went wrong. */
+static void runtime_error(const char *where, const char *what) {
+  const char *parts[2];
+  parts[0] = where;
+  parts[1] = what;
+  TVMFFIErrorSetRaisedFromCStrParts(NULL, parts, 2);
+}
+
+/* TVM's parallel loops (te parallel schedules) run serially: one task of one. */
 int TVMBackendParallelLaunch(FTVMParallelLambda flambda, void *cdata, int num_task) {
   TVMParallelGroupEnv env;
   (void)num_task;
@@ -129,234 +191,329 @@ int TVMBackendParallelLaunch(FTVMParallelLambda flambda, void *cdata, int num_ta
 }
 
 int TVMBackendParallelBarrier(int task_id, TVMParallelGroupEnv *penv) {
-  (void)task_id; (void)penv;
+  (void)task_id;
+  (void)penv;
   return 0;
 }
 
-/* ---- workspace: first fit over an implicit list of blocks, coalescing on free ---------- */
+/* ---- workspace: first fit over an implicit list of checked blocks, coalescing on free ----
+ *
+ * The region is an array of 16-byte units. A block is a header unit and its data units; the
+ * header holds its size and whether it is in use, and a check word derived from both and from
+ * its position, so a header that a kernel wrote over (running past the end of its buffer) is
+ * found instead of trusted: every allocation and free walks and checks the whole list, and so
+ * does the task loop after each task once the run used the workspace, so that the error names
+ * the kernel that did it. */
 
 typedef struct {
-  uintptr_t size;   /* bytes of this block including the header */
-  uintptr_t used;
+  uint32_t word;    /* units of this block (the header included) << 1 | 1 while allocated */
+  uint32_t check;   /* UTVM_WS_MAGIC ^ word ^ index: anything else was written over */
+  uint32_t spare[2];
 } UTVMBlock;
 
-#define UTVM_HDR ((sizeof(UTVMBlock) + UTVM_WS_ALIGN - 1) & ~(uintptr_t)(UTVM_WS_ALIGN - 1))
+#define UTVM_WS_MAGIC 0x5EA1ED57u
+#define UTVM_WS_NONE 0xFFFFFFFFu   /* ws_walk: no such block */
+#define UTVM_WS_BAD 0xFFFFFFFEu    /* ws_walk: a header was written over (the error is set) */
 
-static uintptr_t ws_begin(void) {
-  return (utvm_workspace_base + UTVM_WS_ALIGN - 1) & ~(uintptr_t)(UTVM_WS_ALIGN - 1);
+static struct {
+  UTVMBlock *first;   /* the region's first unit; NULL until the run first uses it */
+  uint32_t count;     /* units in the region */
+} ws;
+
+static void ws_seal(uint32_t i, uint32_t units, uint32_t used) {
+  uint32_t word = (units << 1) | used;
+  ws.first[i].word = word;
+  ws.first[i].check = UTVM_WS_MAGIC ^ word ^ i;
 }
 
-static uintptr_t ws_end(void) {
-  return (utvm_workspace_base + utvm_workspace_size) & ~(uintptr_t)(UTVM_WS_ALIGN - 1);
-}
-
-static void ws_reset(void) {
-  uintptr_t begin = ws_begin(), end = ws_end();
-  utvm_workspace_peak = 0;
-  if (end > begin + UTVM_HDR) {
-    UTVMBlock *b = (UTVMBlock *)begin;
-    b->size = end - begin;
-    b->used = 0;
+/* The region as the host described it, one free block, the first time a run uses it (and for
+ * firmware, which calls kernels without UTVMMain: the first time ever). */
+static void ws_start(void) {
+  if (ws.first == NULL) {
+    uintptr_t begin = (utvm_workspace_base + 15u) & ~(uintptr_t)15u;
+    uintptr_t end = (utvm_workspace_base + utvm_workspace_size) & ~(uintptr_t)15u;
+    uintptr_t units = (end > begin) ? ((end - begin) >> 4) : 0u;
+    ws.count = (units < 0x7FFFFFF0u) ? (uint32_t)units : 0x7FFFFFF0u; /* (a header holds units << 1) */
+    /* cppcheck-suppress misra-c2012-11.4 ; deviation R1 */
+    ws.first = (UTVMBlock *)begin;
+    if (ws.count != 0u) {
+      ws_seal(0u, ws.count, 0u);
+    }
   }
+}
+
+/* The error for a header found written over, with its address. */
+static void __attribute__((noinline)) ws_corrupt(uint32_t i) {
+  char hex[(2u * sizeof(uintptr_t)) + 1u];
+  uintptr_t addr = ((utvm_workspace_base + 15u) & ~(uintptr_t)15u) + ((uintptr_t)i * 16u);
+  uint32_t k;
+  for (k = 0u; k < (2u * sizeof(uintptr_t)); k++) {
+    uint32_t digit = (uint32_t)(addr >> (((2u * sizeof(uintptr_t)) - 1u - k) * 4u)) & 15u;
+    hex[k] = "0123456789abcdef"[digit];
+  }
+  hex[2u * sizeof(uintptr_t)] = '\0';
+  runtime_error("the workspace is corrupted: a kernel wrote past its buffer over the block header at 0x", hex);
+  utvm_error_set = UTVM_ERROR_BY_RUNTIME;
+}
+
+/* Walk the block list from the start, checking every header. Returns the first block that
+ * holds the data at target, or (target NULL) the first free one of at least need units, with
+ * its predecessor in *prev (UTVM_WS_NONE: none); UTVM_WS_NONE when there is no such block;
+ * UTVM_WS_BAD when a header was written over (the error is set). */
+static uint32_t ws_walk(const void *target, uint32_t need, uint32_t *prev) {
+  uint32_t i = 0u;
+  uint32_t last = UTVM_WS_NONE;
+  uint32_t hit = UTVM_WS_NONE;
+  ws_start();
+  while (i < ws.count) {
+    uint32_t word = ws.first[i].word;
+    uint32_t units = word >> 1;
+    if ((ws.first[i].check != (UTVM_WS_MAGIC ^ word ^ i)) || ((units - 1u) >= (ws.count - i))) {
+      ws_corrupt(i);
+      hit = UTVM_WS_BAD;
+      i = ws.count;
+    } else {
+      if ((hit == UTVM_WS_NONE) &&
+          (((const void *)&ws.first[i + 1u] == target) || (((word & 1u) == 0u) && (units >= need)))) {
+        hit = i;
+        *prev = last;
+      }
+      last = i;
+      i += units;
+    }
+  }
+  return hit;
 }
 
 void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, int dtype_code_hint,
                                int dtype_bits_hint) {
-  uintptr_t at, end = ws_end();
-  uintptr_t need;
-  (void)device_type; (void)device_id; (void)dtype_code_hint; (void)dtype_bits_hint;
-  if (nbytes > (uint64_t)(end - ws_begin())) {
-    TVMAPISetLastError("TVMBackendAllocWorkspace: request larger than the workspace region");
-    return NULL;
-  }
-  need = UTVM_HDR + (((uintptr_t)nbytes + UTVM_WS_ALIGN - 1) & ~(uintptr_t)(UTVM_WS_ALIGN - 1));
-  for (at = ws_begin(); at + UTVM_HDR <= end;) {
-    UTVMBlock *b = (UTVMBlock *)at;
-    if (b->size == 0) break; /* corrupted: refuse rather than loop forever */
-    if (!b->used && b->size >= need) {
-      if (b->size - need >= UTVM_HDR + UTVM_WS_ALIGN) { /* split */
-        UTVMBlock *rest = (UTVMBlock *)(at + need);
-        rest->size = b->size - need;
-        rest->used = 0;
-        b->size = need;
-      }
-      b->used = 1;
-      if (at + b->size - ws_begin() > utvm_workspace_peak) utvm_workspace_peak = at + b->size - ws_begin();
-      return (void *)(at + UTVM_HDR);
+  void *out = NULL;
+  uint32_t prev;
+  /* units of data (2^32 bytes or more: more than any region holds) */
+  uint32_t units = ((nbytes >> 32) != 0u) ? UTVM_WS_BAD
+                                           : (((uint32_t)nbytes >> 4) + ((((uint32_t)nbytes & 15u) != 0u) ? 1u : 0u));
+  uint32_t i = ws_walk(NULL, units + 1u, &prev);
+  (void)device_type;
+  (void)device_id;
+  (void)dtype_code_hint;
+  (void)dtype_bits_hint;
+  if (i == UTVM_WS_NONE) {
+    runtime_error("TVMBackendAllocWorkspace: ", (units > ws.count) ? "request larger than the workspace region"
+                                                                     : "out of workspace memory");
+  } else if (i != UTVM_WS_BAD) {
+    uint32_t need = units + 1u;   /* the header and the data */
+    uint32_t have = ws.first[i].word >> 1;
+    if ((have - need) >= 2u) {   /* split off the rest: a header and at least one unit */
+      ws_seal(i + need, have - need, 0u);
+      have = need;
     }
-    at += b->size;
+    ws_seal(i, have, 1u);
+    if (((uintptr_t)i + have) > (utvm_workspace_peak >> 4)) {
+      utvm_workspace_peak = ((uintptr_t)i + have) << 4;
+    }
+    out = &ws.first[i + 1u];
+  } else {
+    /* the walk set the error */
   }
-  TVMAPISetLastError("TVMBackendAllocWorkspace: out of workspace memory");
-  return NULL;
+  return out;
 }
 
 int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr) {
-  uintptr_t at, prev = 0, target = (uintptr_t)ptr - UTVM_HDR, end = ws_end();
-  (void)device_type; (void)device_id;
-  for (at = ws_begin(); at + UTVM_HDR <= end && ((UTVMBlock *)at)->size != 0; at += ((UTVMBlock *)at)->size) {
-    if (at == target) {
-      UTVMBlock *b = (UTVMBlock *)at;
-      uintptr_t next = at + b->size;
-      if (!b->used) break;
-      b->used = 0;
-      if (next + UTVM_HDR <= end && !((UTVMBlock *)next)->used) b->size += ((UTVMBlock *)next)->size;
-      if (prev != 0 && !((UTVMBlock *)prev)->used) ((UTVMBlock *)prev)->size += b->size;
-      return 0;
+  int status = 0;
+  (void)device_type;
+  (void)device_id;
+  if (ptr != NULL) {
+    uint32_t prev = UTVM_WS_NONE;
+    uint32_t i = ws_walk(ptr, UTVM_WS_NONE, &prev);
+    if ((i < UTVM_WS_BAD) && ((ws.first[i].word & 1u) != 0u)) {
+      uint32_t units = ws.first[i].word >> 1;
+      uint32_t next = i + units;
+      if ((next < ws.count) && ((ws.first[next].word & 1u) == 0u)) {   /* coalesce with the next block */
+        units += ws.first[next].word >> 1;
+      }
+      if ((prev != UTVM_WS_NONE) && ((ws.first[prev].word & 1u) == 0u)) {   /* and with the previous one */
+        units += ws.first[prev].word >> 1;
+        i = prev;
+      }
+      ws_seal(i, units, 0u);
+    } else {
+      if (i != UTVM_WS_BAD) {
+        runtime_error("TVMBackendFreeWorkspace: ", "pointer was not allocated from the workspace");
+      }
+      status = -1;
     }
-    prev = at;
   }
-  TVMAPISetLastError("TVMBackendFreeWorkspace: pointer was not allocated from the workspace");
-  return -1;
+  return status;
 }
 
 /* ---- the C library subset kernels (and gcc) may call ------------------------------------ */
 
-void *memcpy(void *dst, const void *src, size_t n) {
-  unsigned char *d = (unsigned char *)dst;
-  const unsigned char *s = (const unsigned char *)src;
-  while (n--) *d++ = *s++;
-  return dst;
-}
-
+/* cppcheck-suppress misra-c2012-21.2 ; deviation R2 */
+/* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
 void *memmove(void *dst, const void *src, size_t n) {
-  unsigned char *d = (unsigned char *)dst;
-  const unsigned char *s = (const unsigned char *)src;
-  if (d < s) {
-    while (n--) *d++ = *s++;
-  } else if (d > s) {
-    while (n--) d[n] = s[n];
+  /* cppcheck-suppress misra-c2012-11.5 ; deviation R3 */
+  unsigned char *d = dst;
+  /* cppcheck-suppress misra-c2012-11.5 ; deviation R3 */
+  const unsigned char *s = src;
+  size_t i;
+  /* Which way to copy: ISO C orders pointers only within one object, and these may be two. */
+  /* cppcheck-suppress misra-c2012-11.4 ; deviation R7 */
+  if ((uintptr_t)d < (uintptr_t)s) {
+    for (i = 0u; i < n; i++) {
+      d[i] = s[i];
+    }
+  } else {
+    for (i = n; i > 0u; i--) {
+      d[i - 1u] = s[i - 1u];
+    }
   }
   return dst;
 }
 
+/* cppcheck-suppress misra-c2012-21.2 ; deviation R2 */
+void *memcpy(void *dst, const void *src, size_t n) {
+  return memmove(dst, src, n);
+}
+
+/* cppcheck-suppress misra-c2012-21.2 ; deviation R2 */
+/* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
 void *memset(void *dst, int c, size_t n) {
-  unsigned char *d = (unsigned char *)dst;
-  while (n--) *d++ = (unsigned char)c;
+  /* cppcheck-suppress misra-c2012-11.5 ; deviation R3 */
+  unsigned char *d = dst;
+  size_t i;
+  for (i = 0u; i < n; i++) {
+    d[i] = (unsigned char)c;
+  }
   return dst;
 }
 
+/* cppcheck-suppress misra-c2012-21.2 ; deviation R2 */
 int memcmp(const void *a, const void *b, size_t n) {
-  const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
-  for (; n; n--, x++, y++) {
-    if (*x != *y) return *x < *y ? -1 : 1;
+  /* cppcheck-suppress misra-c2012-11.5 ; deviation R3 */
+  const unsigned char *x = a;
+  /* cppcheck-suppress misra-c2012-11.5 ; deviation R3 */
+  const unsigned char *y = b;
+  int out = 0;
+  size_t i;
+  for (i = 0u; (i < n) && (out == 0); i++) {
+    out = (int)x[i] - (int)y[i];
   }
-  return 0;
+  return out;
 }
 
-/* ---- task loop -------------------------------------------------------------------------- */
+/* ---- shims of the runtime's own ----------------------------------------------------------- */
 
-/* Fill device memory on the device (no bytes cross the link): args = {dst, byte, n} in the
- * session's 8-byte slots. Used to reset tensors between calls (e.g. tuning candidates). */
-int32_t UTVMFillShim(const void *args, void *ret) __attribute__((noinline, used));
-int32_t UTVMFillShim(const void *args, void *ret) {
-  const unsigned char *a = (const unsigned char *)args;
-  void *dst = *(void *const *)(a + 0);
-  int32_t byte = *(const int32_t *)(a + 8);
-  uint32_t n = *(const uint32_t *)(a + 16);
+/* Fill device memory on the device (no bytes cross the link): args = {dst, byte, n}. Used to
+ * reset tensors between calls (e.g. tuning candidates). */
+int32_t UTVMFillShim(const uint64_t *args, uint64_t *ret) {
   (void)ret;
-  memset(dst, byte, n);
+  /* cppcheck-suppress misra-c2012-11.4 ; deviation R1 */
+  (void)memset((void *)(uintptr_t)args[0], (int)(uint32_t)args[1], (size_t)(uint32_t)args[2]);
   return 0;
 }
 
 /* CRC-32 (zlib's) of n bytes at src, computed on the device: Session(verify=True) checks long
  * writes with it where reading them back over the link is slower. args = {src, n}. */
-int32_t UTVMCrcShim(const void *args, void *ret) __attribute__((noinline, used));
-int32_t UTVMCrcShim(const void *args, void *ret) {
-  static const uint32_t nibble[16] = {0x00000000u, 0x1DB71064u, 0x3B6E20C8u, 0x26D930ACu, 0x76DC4190u, 0x6B6B51F4u,
-                                      0x4DB26158u, 0x5005713Cu, 0xEDB88320u, 0xF00F9344u, 0xD6D6A3E8u, 0xCB61B38Cu,
-                                      0x9B64C2B0u, 0x86D3D2D4u, 0xA00AE278u, 0xBDBDF21Cu};
-  const unsigned char *a = (const unsigned char *)args;
-  const unsigned char *src = *(const unsigned char *const *)(a + 0);
-  uint32_t n = *(const uint32_t *)(a + 8);
+int32_t UTVMCrcShim(const uint64_t *args, uint64_t *ret) {
+  /* cppcheck-suppress misra-c2012-11.4 ; deviation R1 */
+  const unsigned char *src = (const unsigned char *)(uintptr_t)args[0];
+  uint32_t n = (uint32_t)args[1];
   uint32_t crc = 0xFFFFFFFFu;
-  while (n--) {
-    crc ^= *src++;
-    crc = (crc >> 4) ^ nibble[crc & 15u];
-    crc = (crc >> 4) ^ nibble[crc & 15u];
+  uint32_t i;
+  uint32_t bit;
+  for (i = 0u; i < n; i++) {
+    crc ^= src[i];
+    for (bit = 0u; bit < 8u; bit++) {
+      crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
   }
-  *(uint32_t *)ret = ~crc;
-  ((uint32_t *)ret)[1] = 0;
+  crc = ~crc;
+  *ret = crc;
   return 0;
 }
 
 /* A kernel that does nothing: timing it gives the loop's own overhead, which the host
  * subtracts from every measurement. */
-int32_t UTVMEmptyShim(const void *args, void *ret) __attribute__((noinline, used));
-int32_t UTVMEmptyShim(const void *args, void *ret) {
-  __asm__ volatile("" : : "r"(args), "r"(ret) : "memory");
+int32_t UTVMEmptyShim(const uint64_t *args, uint64_t *ret) {
+  (void)args;
+  (void)ret;
   return 0;
 }
 
-/* The host stops here. Its arguments land in registers, which a debugger transport reads at
- * the stop instead of memory: summary = tasks done | (error flag << 16) (all ones when a trap
- * handler jumped here), then the first task's return slot as two 32-bit words. */
-/* Devices reached without a debugger (the serial stub, device_stubs/serial/) have no breakpoint
- * here: they link this hook to get control back at the end of a call. */
-void UTVMDoneHook(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((weak));
+/* ---- task loop -------------------------------------------------------------------------- */
 
+/* The host stops here. Its arguments land in registers, which a debugger transport reads at
+ * the stop instead of memory: summary = tasks done | (error flag << 16) ... (all ones when a
+ * trap handler jumped here), then the first task's return slot as two 32-bit words. Where no
+ * breakpoint stops the device at the first instruction (the host process; the serial stub,
+ * whose hook takes over), the console is flushed here too: after a trap, only here. */
+/* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
 void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
   __asm__ volatile("" : : "r"(summary), "r"(ret_lo), "r"(ret_hi) : "memory");
-  if (UTVMDoneHook) UTVMDoneHook(summary, ret_lo, ret_hi);
+  utvm_console_flush();
+  if (UTVMDoneHook != NULL) {
+    UTVMDoneHook(summary, ret_lo, ret_hi);
+  }
 }
 
 void UTVMMain(void) {
-  uint32_t i, n = utvm_run[0], asked, run_id, seen, any_error = 0, timed = 0;
-  uintptr_t ret_lo = 0, ret_hi = 0, summary;
-  utvm_run[1] = utvm_run[1] + 1u; /* this run's id: the host expects exactly this one */
-  ws_reset();
-  utvm_tasks_done = 0;
-  utvm_error_set = 0;
-  utvm_last_error[0] = '\0';
-  utvm_last_error_kind[0] = '\0';
-  if (n > UTVM_MAX_TASKS) n = 0; /* not a count the host writes: run nothing, the summary tells */
-  asked = n;                     /* n is zeroed below once a timed run has done the work */
-  if (utvm_timing[0] > 0 && n > 0) { /* timing: task 0, number x repeat times */
-    volatile UTVMTask *t = &utvm_tasks[0];
-    UTVMShim shim = (UTVMShim)t->func;
-    uint32_t r, k, number = utvm_timing[0];
-    uint32_t repeat = utvm_timing[1] > UTVM_MAX_REPEAT ? UTVM_MAX_REPEAT : utvm_timing[1];
-    timed = 1;
-    utvm_error_set = 0;
-    for (r = 0; r < repeat && !utvm_error_set; r++) {
-      uint64_t start = UTVMCounter();
-      for (k = 0; k < number && !utvm_error_set; k++) t->status = shim((const void *)t->args, (void *)t->ret);
-      utvm_counts[r] = UTVMCounter() - start;
-    }
-    t->error = (int32_t)utvm_error_set;
-    any_error = utvm_error_set ? 1u : 0u;
-    utvm_tasks_done = 1;
-    n = 0; /* the loop below has nothing left to do */
+  UTVMTask *t = utvm_tasks;
+  uint64_t *count = utvm_task_counts;
+  const uint64_t *last;
+  uint32_t asked = utvm_run[0];
+  uint32_t calls = 1u;     /* calls per round: the timing's number, else 1 */
+  uint32_t timed = 0u;     /* 1: every round calls task 0 (time_evaluator) */
+  uint64_t value = 0u;
+  uint32_t seen;
+  uintptr_t summary;
+  utvm_console_begin(); /* an empty console line: what a faulted call left belongs to it */
+  utvm_run[1] += 1u; /* this run's id: the host expects exactly this one */
+  ws.first = NULL;    /* the workspace starts afresh when the run first uses it */
+  utvm_workspace_peak = 0u;
+  utvm_tasks_done = 0u;
+  utvm_error_set = 0u; /* (the error text is written whenever it is set) */
+  if (asked > (uint32_t)UTVM_MAX_TASKS) { /* not a count the host writes: run nothing, the summary tells */
+    asked = 0u;
   }
-  uint64_t batch_start = utvm_profile ? UTVMCounter() : 0;
-  for (i = 0; i < n; i++) {
-    volatile UTVMTask *t = &utvm_tasks[i];
-    UTVMShim shim = (UTVMShim)t->func;
-    uint64_t start = utvm_profile ? UTVMCounter() : 0;
-    utvm_error_set = 0;
-    t->status = shim((const void *)t->args, (void *)t->ret);
-    if (utvm_profile) utvm_task_counts[i] = UTVMCounter() - start;
-    t->error = (int32_t)utvm_error_set;
-    utvm_tasks_done = i + 1;
-    if (t->error) { /* a kernel reported an error: the rest of the batch does not run */
-      any_error = 1;
-      break;
-    }
+  last = &utvm_task_counts[asked];
+  if ((utvm_timing[0] != 0u) && (asked != 0u)) { /* timing: task 0, number x repeat times */
+    calls = utvm_timing[0];
+    timed = 1u;
+    count = utvm_counts;
+    last = &utvm_counts[(utvm_timing[1] > (uint32_t)UTVM_MAX_REPEAT) ? (uint32_t)UTVM_MAX_REPEAT : utvm_timing[1]];
   }
-  if (utvm_profile) utvm_batch_count = UTVMCounter() - batch_start;
-  utvm_console_flush(); /* what the kernels printed, before the host looks */
-  if (timed && !any_error) { /* the first measurement rides in the return registers */
-    ret_lo = (uintptr_t)(uint32_t)utvm_counts[0];
-    ret_hi = (uintptr_t)(uint32_t)(utvm_counts[0] >> 32);
-  } else if (asked > 0) {
-    volatile uint32_t *ret = (volatile uint32_t *)utvm_tasks[0].ret;
-    ret_lo = ret[0];
-    ret_hi = ret[1];
+  utvm_batch_count = UTVMCounter();
+  while ((count != last) && (utvm_error_set == 0u)) {
+    uint32_t k = calls;
+    *count = UTVMCounter();
+    do {
+      t->status = t->func(t->args, t->ret);
+      k--;
+    } while ((k != 0u) && (utvm_error_set == 0u));
+    *count = UTVMCounter() - *count;
+    if (ws.first != NULL) { /* the run used the workspace: did this task write over a header? */
+      uint32_t prev;
+      (void)ws_walk(NULL, UTVM_WS_NONE, &prev);
+    }
+    t->error = (int32_t)utvm_error_set; /* an error: the rest of the batch does not run */
+    if (timed == 0u) {
+      t = &t[1];
+      utvm_tasks_done++;
+    } else {
+      utvm_tasks_done = 1u;
+    }
+    count = &count[1];
+  }
+  utvm_batch_count = UTVMCounter() - utvm_batch_count;
+  if (asked != 0u) { /* the return slot, or the first measurement, rides in the return registers */
+    value = ((timed != 0u) && (utvm_error_set == 0u)) ? utvm_counts[0] : *utvm_tasks[0].ret;
   }
   /* Echo the run record as it is now: a kernel that wrote over it (or over the task count) makes
    * the host refuse this run's result instead of trusting it. */
-  seen = utvm_run[0] > 126u ? 127u : utvm_run[0];
-  run_id = utvm_run[1];
-  summary = (uintptr_t)(utvm_tasks_done | (any_error << 16) | (seen << 17) | ((run_id & 0xFFu) << 24));
+  seen = (utvm_run[0] > 126u) ? 127u : utvm_run[0];
+  summary = (uintptr_t)(utvm_tasks_done | ((utvm_error_set != 0u) ? 0x10000u : 0u) | (seen << 17) |
+                        ((utvm_run[1] & 0xFFu) << 24));
   utvm_summary = summary;
-  UTVMDone(summary, ret_lo, ret_hi);
+  utvm_console_flush(); /* what the kernels printed, before the host looks (it stops at UTVMDone) */
+  UTVMDone(summary, (uintptr_t)(uint32_t)value, (uintptr_t)(uint32_t)(value >> 32));
 }

@@ -282,7 +282,7 @@ def main(argv: Sequence[str]) -> int:
     elif args.what == "unit":
         with tempfile.TemporaryDirectory() as out:
             for src in units():
-                if args.names and src.stem not in args.names and src.stem[5:] not in args.names:
+                if args.names and not any(src.stem.startswith(("test_" + n, "fuzz_" + n, n)) for n in args.names):
                     continue
                 proc = subprocess.run([str(build_unit(src, Path(out)))], capture_output=True, text=True)
                 print(f"{src.name}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}")
@@ -290,7 +290,7 @@ def main(argv: Sequence[str]) -> int:
     else:
         with tempfile.TemporaryDirectory() as out:
             for src in fuzzers():
-                if args.names and src.stem not in args.names and src.stem[5:] not in args.names:
+                if args.names and not any(src.stem.startswith(("test_" + n, "fuzz_" + n, n)) for n in args.names):
                     continue
                 proc = run_fuzzer(build_fuzzer(src, Path(out)), src, args.seconds, args.grow)
                 tail = "\n".join(proc.stderr.splitlines()[-12:])

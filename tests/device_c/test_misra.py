@@ -2,6 +2,8 @@
 0 findings outside the deviations documented in device_stubs/MISRA.md."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import checks
@@ -44,11 +46,15 @@ def test_every_suppression_names_a_deviation_of_its_rule():
 
 def test_deviations_are_reasoned_and_none_is_mandatory():
     table = checks.deviations()
-    used = {ident for _, _, _, ident in checks.suppressions(_device_sources())}
+    # named at the place it applies: by its suppression, or (where cppcheck 2.10 reports nothing to
+    # suppress, e.g. rules it does not check) by a comment "deviation ID"
+    text = "\n".join(f.read_text() for f in _device_sources())
+    used = set(re.findall(r"deviation ([A-Z]\d+)", text))
     for d in table.values():
         assert checks.category(d.rule) != "Mandatory", f"{d.ident}: rule {d.rule} is Mandatory: it cannot be deviated"
-        for what, text in (("where", d.where), ("why it is needed", d.needed), ("why it is safe", d.safe)):
-            assert len(text.split()) >= 3, f"{d.ident}: '{what}' says too little: {text!r}"
+        assert d.where, f"{d.ident}: 'where' is empty"
+        for what, text in (("why it is needed", d.needed), ("why it is safe", d.safe)):
+            assert len(text.split()) >= 5, f"{d.ident}: '{what}' says too little: {text!r}"
         assert d.ident in used, f"{d.ident} (rule {d.rule}) is documented but no code uses it: remove the row"
 
 

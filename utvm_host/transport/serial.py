@@ -391,9 +391,15 @@ class SerialTransport(Transport):
         return nbytes / elapsed
 
     def stub_stats(self) -> Dict[str, int]:
-        """The stub's own counters: frames done, CRC errors, repeats answered, overruns."""
-        done, crc, repeats, overruns = struct.unpack("<IIII", self._exchange([(STATS, b"")])[0][:16])
-        return {"frames": done, "crc_errors": crc, "repeats": repeats, "overruns": overruns}
+        """The stub's own counters: requests done, CRC errors (NAKs sent), repeats answered from
+        the saved reply, overruns (frames too long for the stub, dropped) and, from stubs that
+        count it, noise (frames that were not COBS or too short to be a request, dropped)."""
+        body = self._exchange([(STATS, b"")])[0]
+        done, crc, repeats, overruns = struct.unpack("<IIII", body[:16])
+        out = {"frames": done, "crc_errors": crc, "repeats": repeats, "overruns": overruns}
+        if len(body) >= 20:
+            out["noise"] = struct.unpack_from("<I", body, 16)[0]
+        return out
 
     @property
     def alive(self) -> bool:

@@ -3,53 +3,91 @@
  * debugger that serves it). A fault prints its status registers and exits with status 3. */
 #include "../utvm_firmware.h"
 
-extern uint32_t __stack_top, __bss_start, __bss_end;
+/* MISRA C:2012 21.2, deviation S8: section bounds named by the linker script */
+extern uint32_t __stack_top; /* linker/firmware.ld.in: the top of the stack */
+extern char __bss_start;     /* and the .bss to clear, 16-byte aligned at both ends */
+extern char __bss_end;
 void utvm_fw_reset(void) __attribute__((noreturn));
 void utvm_fw_fault_handler(void);
 
-__attribute__((section(".vectors"), used)) void (*const utvm_fw_vectors[16])(void) = {
-    (void (*)(void))&__stack_top, utvm_fw_reset, utvm_fw_fault_handler, utvm_fw_fault_handler,
-    utvm_fw_fault_handler, utvm_fw_fault_handler, utvm_fw_fault_handler, 0,
-    0, 0, 0, utvm_fw_fault_handler, utvm_fw_fault_handler, 0, utvm_fw_fault_handler, utvm_fw_fault_handler,
-};
+/* The vector table: the initial stack pointer, then the handlers of exceptions 1 to 15 (reset,
+ * NMI, HardFault, MemManage, BusFault, UsageFault, 4 reserved, SVCall, DebugMonitor, reserved,
+ * PendSV, SysTick); the core reads it from address 0 (the linker script puts it first). */
+typedef void (*utvm_fw_handler)(void);
+typedef struct {
+  const uint32_t *initial_sp;
+  utvm_fw_handler handler[15];
+} utvm_fw_vector_table;
 
-static int semihost(int op, const void *arg) {
-  register int r0 __asm__("r0") = op;
-  register const void *r1 __asm__("r1") = arg;
-  __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-  return r0;
+extern const utvm_fw_vector_table utvm_fw_vectors;
+__attribute__((section(".vectors"), used)) const utvm_fw_vector_table utvm_fw_vectors = {
+    &__stack_top,
+    {utvm_fw_reset, utvm_fw_fault_handler, utvm_fw_fault_handler, utvm_fw_fault_handler, utvm_fw_fault_handler,
+     utvm_fw_fault_handler, NULL, NULL, NULL, NULL, utvm_fw_fault_handler, utvm_fw_fault_handler, NULL,
+     utvm_fw_fault_handler, utvm_fw_fault_handler}};
+
+/* A word of the system's address space: memory or a register. */
+static volatile uint32_t *word_at(uint32_t addr) {
+  /* cppcheck-suppress misra-c2012-11.4 ; deviation S2 */
+  return (volatile uint32_t *)addr;
 }
 
-static int console = -1;
+/* The address of p, as the semihosting parameter blocks and the .bss bounds need it. */
+static uint32_t address_of(const char *p) {
+  /* cppcheck-suppress misra-c2012-11.4 ; deviation S4 */
+  return (uint32_t)p;
+}
+
+static int32_t semihost(uint32_t op, const uint32_t args[]) {
+  /* MISRA C:2012 1.2, deviation S7: the semihosting trap has no ISO C form */
+  register uint32_t r0 __asm__("r0") = op;
+  register const uint32_t *r1 __asm__("r1") = args;
+  __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+  return (int32_t)r0;
+}
 
 void utvm_fw_write(const char *buf, size_t n) {
+  static const char tt[] = ":tt";
+  static int32_t console = -1;
   if (console < 0) {
-    static const char tt[] = ":tt";
-    uint32_t open_args[3] = {(uint32_t)tt, 4 /* "w" */, 3};
-    console = semihost(0x01 /* SYS_OPEN */, open_args);
+    const uint32_t open_args[3] = {address_of(tt), 4u /* "w" */, 3u};
+    console = semihost(0x01u /* SYS_OPEN */, open_args);
   }
-  uint32_t args[3] = {(uint32_t)console, (uint32_t)buf, (uint32_t)n};
-  semihost(0x05 /* SYS_WRITE */, args);
+  {
+    const uint32_t args[3] = {(uint32_t)console, address_of(buf), (uint32_t)n};
+    (void)semihost(0x05u /* SYS_WRITE */, args);
+  }
 }
 
 void utvm_fw_exit(int status) {
-  uint32_t args[2] = {0x20026 /* ADP_Stopped_ApplicationExit */, (uint32_t)status};
-  semihost(0x20 /* SYS_EXIT_EXTENDED */, args);
+  const uint32_t args[2] = {0x20026u /* ADP_Stopped_ApplicationExit */, (uint32_t)status};
+  (void)semihost(0x20u /* SYS_EXIT_EXTENDED */, args);
   for (;;) {
   }
 }
 
-void utvm_fw_reset(void) {
-  for (uint32_t *p = &__bss_start; p < &__bss_end; p++) *p = 0;
+/* The FPU (where the core has one): usable once CPACR allows it and the pipeline saw that. */
+static void enable_fpu(void) {
 #if defined(__ARM_FP)
-  *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20; /* CPACR: CP10, CP11 full access */
-  __asm__ volatile("dsb\n\tisb");
+  *word_at(0xE000ED88u) |= 0x00F00000u; /* CPACR: CP10, CP11 full access */
+  __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
-  utvm_fw_exit(main());
+}
+
+void utvm_fw_reset(void) {
+  const uint32_t end = address_of(&__bss_end);
+  uint32_t at = address_of(&__bss_start);
+  while (at < end) {
+    *word_at(at) = 0u;
+    at += 4u;
+  }
+  enable_fpu();
+  utvm_fw_run();
 }
 
 void utvm_fw_fault_handler(void) {
-  uint32_t cfsr = *(volatile uint32_t *)0xE000ED28u, hfsr = *(volatile uint32_t *)0xE000ED2Cu;
+  const uint32_t cfsr = *word_at(0xE000ED28u);
+  const uint32_t hfsr = *word_at(0xE000ED2Cu);
   utvm_fw_puts("utvm-fault cfsr ");
   utvm_fw_put_u64(cfsr);
   utvm_fw_puts(" hfsr ");

@@ -6,12 +6,14 @@
 
 extern volatile uint64_t tohost;
 void utvm_htif_write(const char *buf, size_t n); /* device_stubs/riscv/utvm_riscv.c */
+/* The trap handler's report (utvm_fw_start.S calls it with mcause, mepc, mtval). */
+void utvm_fw_fault(uintptr_t mcause, uintptr_t mepc, uintptr_t mtval) __attribute__((noreturn));
 
 void utvm_fw_write(const char *buf, size_t n) { utvm_htif_write(buf, n); }
 
 void utvm_fw_exit(int status) {
   __sync_synchronize();
-  tohost = ((uint64_t)(uint32_t)status << 1) | 1u;
+  tohost = ((uint64_t)(uint32_t)status << 1u) | 1u;
   for (;;) {
   }
 }

@@ -24,8 +24,7 @@ _start:
   addi t0, t0, 1
   j 1b
 2:
-  call main
-  call utvm_fw_exit               /* a0: main's status */
+  call utvm_fw_run                /* main(), then utvm_fw_exit with its status */
 3:
   j 3b
   .size _start, . - _start
