@@ -20,6 +20,9 @@ _COMMON_CFLAGS = ["-fno-pic", "-fno-common", "-fno-stack-protector", "-fno-async
                   "-fno-unwind-tables", "-fno-exceptions"]
 # The runtime implements memcpy/memset itself: keep gcc from turning their loops into calls to them.
 _RUNTIME_CFLAGS = ["-fno-builtin", "-fno-tree-loop-distribute-patterns"]
+# RISC-V code is linked --no-relax, so gp-relative small data never pays; with the runtime's
+# globals all in .bss gcc addresses them from fewer auipc's (66 bytes less code on rv32 -Os).
+_RISCV_RUNTIME_CFLAGS = _RUNTIME_CFLAGS + ["-msmall-data-limit=0"]
 
 _HOST_ABIS = {
     "x86_64": {"name": "sysv-x86_64", "elf_machine": "EM_X86_64", "extra": ["-fcf-protection=none"]},
@@ -118,7 +121,7 @@ def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[st
         "toolchain": {"prefix": "riscv64-unknown-elf-", "cc": "gcc",
                       "cflags": [f"-march={isa}", f"-mabi={mabi}", "-mcmodel=medany", "--specs=picolibc.specs"]
                       + _COMMON_CFLAGS,
-                      "runtime_cflags": list(_RUNTIME_CFLAGS),
+                      "runtime_cflags": list(_RISCV_RUNTIME_CFLAGS),
                       "ldflags": [f"-march={isa}", f"-mabi={mabi}", "-Wl,--no-relax", "--specs=picolibc.specs"], "libs": ["-lm", "-lc", "-lgcc"],
                       "package": "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"},
         "memory": memory,

@@ -205,7 +205,7 @@ def graph_program(graph: Graph, library, workspace_size: int, inputs: Dict[str, 
         calls.append(f"  if (utvm_error_set) return utvm_failed(\"{label}\");")
     lines += ["", "static int utvm_failed(const char *where) {",
               '  utvm_fw_puts("utvm-error "); utvm_fw_puts(where); utvm_fw_puts(": ");',
-              '  utvm_fw_puts(utvm_last_error); utvm_fw_puts("\\n");', "  return 1;", "}", "",
+              '  utvm_fw_put_error(utvm_last_error, utvm_ws_bad); utvm_fw_puts("\\n");', "  return 1;", "}", "",
               "int utvm_graph_run(void) {"] + calls + ["  return 0;", "}", "",
               "int main(void) {"]
     if workspace_size:

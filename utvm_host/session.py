@@ -14,6 +14,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import shutil
 import signal
 import struct
@@ -23,7 +24,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from .errors import (ConfigError, ConnectionLost, DeviceError, DeviceFault, Devi
                      LayoutError, LinkError, TransportError, UtvmError, kernel_error_class)
 from .layout import Block, MemoryLayout, MemoryMap
 from .link import LinkedImage, Linker
-from .toolchain import SHIM_PREFIX, TVM_FFI_PREFIX, Library, build_runtime, library_from_object
+from .toolchain import RUNTIME_INCLUDE, SHIM_PREFIX, TVM_FFI_PREFIX, Library, build_runtime, library_from_object
 from .transport import gdb
 from .endpoint import Endpoint, TcpEndpoint, UnixEndpoint
 from .transport import HostTransport, OpenOcdTransport, StopInfo, TracingTransport, Transport
@@ -93,6 +94,27 @@ def _plural(n: int, word: str) -> str:
     if n == 1:
         return f"{n} {word}"
     return f"{n} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
+
+
+def _runtime_errors() -> Dict[str, str]:
+    """The runtime's own error texts by code, as utvm_runtime_errors.h defines them once
+    (``#define UTVM_RUNTIME_ERROR_<code> "text"``): the device stores only ESC and the code."""
+    text = (RUNTIME_INCLUDE / "utvm_runtime_errors.h").read_text()
+    return dict(re.findall(r'^#define UTVM_RUNTIME_ERROR_(\w+) "([^"\\]*)"$', text, re.M))
+
+
+_RUNTIME_ERRORS = _runtime_errors()
+
+
+def runtime_error_text(text: str, bad_header: Callable[[], str] = lambda: "") -> str:
+    """An error text as the runtime stored it, with the runtime's own code (ESC and a digit)
+    written out: for code 4 (a workspace header written over) followed by ``bad_header()``, the
+    header's address in hex (the runtime keeps it in ``utvm_ws_bad``). A kernel's text is
+    returned as it is."""
+    code = text[1:2]
+    if text.startswith("\033") and code in _RUNTIME_ERRORS:
+        return _RUNTIME_ERRORS[code] + (bad_header() if code == "4" else "") + text[2:]
+    return text
 
 
 #: Bytes of the stack region's bottom that the Cortex-M v7-M MPU guard always covers
@@ -1238,6 +1260,13 @@ class Session:
         raw = self.transport.read(self._sym["utvm_error_set"], 4)
         return struct.unpack(self._order + "I", raw)[0] == 2
 
+    def _bad_header(self) -> str:
+        """The workspace header the runtime's corruption error names (``utvm_ws_bad``), as
+        2 * pointer size hex digits."""
+        ptr = self.cfg.pointer_size
+        addr = struct.unpack(self._ptr_fmt, self.transport.read(self._sym["utvm_ws_bad"], ptr))[0]
+        return f"{addr:0{2 * ptr}x}"
+
     def _kernel_error(self, kernel: str, value: Optional[int], tvm: bool = False,
                       what: Optional[str] = None) -> KernelError:
         """The error a kernel reported (its text and TVM kind, read from the runtime), as the
@@ -1247,6 +1276,7 @@ class Session:
         text = self.transport.read(sym["utvm_last_error"], sizes["utvm_last_error"])
         kind = self.transport.read(sym["utvm_last_error_kind"], sizes["utvm_last_error_kind"])
         text, kind = (b.split(b"\0", 1)[0].decode("utf-8", "replace") for b in (text, kind))
+        text = runtime_error_text(text, self._bad_header)
         returned = "" if value is None else f" (returned {value})"
         what = what or f"kernel '{kernel}'"
         if tvm and text:   # TVM's own message names the function and the argument

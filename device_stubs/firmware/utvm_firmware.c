@@ -1,5 +1,6 @@
 /* utvm-host standalone firmware: console formatting shared by every target (no C library). */
 #include "utvm_firmware.h"
+#include "utvm_runtime_errors.h"
 
 void utvm_fw_run(void) { utvm_fw_exit(main()); }
 
@@ -52,4 +53,30 @@ void utvm_fw_put_hex(const void *data, size_t n) {
   if (used != 0u) {
     utvm_fw_write(buf, used);
   }
+}
+
+void utvm_fw_put_error(const char *text, uintptr_t bad_header) {
+  /* The runtime's own errors are stored as ESC and a digit (utvm_runtime.h): print what it says. */
+  static const char *const said[4] = {UTVM_RUNTIME_ERROR_1, UTVM_RUNTIME_ERROR_2, UTVM_RUNTIME_ERROR_3,
+                                      UTVM_RUNTIME_ERROR_4};
+  const char *rest = text;
+  if ((uint8_t)text[0] == 0x1Bu) { /* ESC */
+    const uint32_t code = (uint32_t)(uint8_t)text[1] - (uint32_t)(uint8_t)'1';
+    if (code < 4u) {
+      utvm_fw_puts(said[code]);
+      rest = &text[2];
+    }
+    if (code == 3u) { /* the header's address */
+      char hex[2u * sizeof(uintptr_t)];
+      uintptr_t addr = bad_header;
+      size_t k = sizeof(hex);
+      while (k != 0u) {
+        k--;
+        hex[k] = "0123456789abcdef"[addr & 15u];
+        addr >>= 4;
+      }
+      utvm_fw_write(hex, sizeof(hex));
+    }
+  }
+  utvm_fw_puts(rest);
 }

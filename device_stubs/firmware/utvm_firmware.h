@@ -19,6 +19,9 @@ void utvm_fw_puts(const char *s);
 void utvm_fw_put_u64(uint64_t v);
 void utvm_fw_put_i64(int64_t v);
 void utvm_fw_put_hex(const void *data, size_t n);
+/* An error text from the runtime, its own codes written out (utvm_runtime.h; a corruption error
+ * names the header at bad_header, the runtime's utvm_ws_bad). */
+void utvm_fw_put_error(const char *text, uintptr_t bad_header);
 
 /* From the device runtime. */
 #ifndef UTVM_ERROR_LEN
@@ -29,6 +32,7 @@ extern volatile uint32_t utvm_error_set;
 extern char utvm_last_error[UTVM_ERROR_LEN];
 extern volatile uintptr_t utvm_workspace_base;
 extern volatile uintptr_t utvm_workspace_size;
+extern uintptr_t utvm_ws_bad;
 
 int main(void);
 #endif

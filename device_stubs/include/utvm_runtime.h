@@ -18,6 +18,11 @@ extern "C" {
 void TVMAPISetLastError(const char *msg);
 void TVMFFIErrorSetRaisedFromCStr(const char *kind, const char *message);
 void TVMFFIErrorSetRaisedFromCStrParts(const char *kind, const char **parts, int32_t num_parts);
+/* The runtime's own errors, as utvm_last_error holds them: UTVM_RUNTIME_ERROR (ESC) and a digit
+ * (for "4", the block header it names is at the address in utvm_ws_bad). What each says is in
+ * utvm_runtime_errors.h, once, for the host (utvm_host/session.py) and the firmware, which print
+ * it. */
+#define UTVM_RUNTIME_ERROR "\033"
 /* Workspace memory: NULL (and an error the host raises for the calling kernel) when the
  * workspace is exhausted or was corrupted by a kernel writing past its buffer. Freeing NULL
  * does nothing and returns 0. */
@@ -39,11 +44,15 @@ int memcmp(const void *a, const void *b, size_t n);
 
 /* For the ports (device_stubs/<arch>/), not for kernels: the runtime's entry, the stop at the
  * end of every call (also where a trap handler goes, with summary all ones), and the ports'
- * console channels (Spike's HTIF write, the host process's write(2)). */
+ * console channel of the host process (write(2)). */
 void UTVMMain(void) __attribute__((noinline, used));
 void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((noinline, used));
-void utvm_htif_write(const char *buf, size_t n);
 long utvm_sys_write(int fd, const void *buf, size_t n);
+#if defined(__riscv)
+/* Spike's HTIF mailboxes (riscv/utvm_riscv.c), which the HTIF console writes through. */
+extern volatile uint64_t tohost;
+extern volatile uint64_t fromhost;
+#endif
 
 /* The device console (cfg["console"]): a bounded line buffer sent through the device's UART,
  * Spike's HTIF or the host process, a line at a time; sess.console reads it.

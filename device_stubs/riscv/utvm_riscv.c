@@ -1,5 +1,6 @@
-/* utvm-host device data for RISC-V: the fault record, Spike's HTIF mailboxes and a write through
- * them. */
+/* utvm-host device data for RISC-V: the fault record and Spike's HTIF mailboxes (the write through
+ * them is the console's channel, in utvm_console.c, and the firmware's, in
+ * device_stubs/firmware/riscv/utvm_fw_riscv.c). */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,29 +17,10 @@ typedef struct {
 
 /* Read by the host through their ELF symbols (UTVMFault's layout from DWARF), and by Spike's
  * front end, which looks tohost and fromhost up in the ELF it loads. */
-extern volatile UTVMFault utvm_fault;
-extern volatile uint64_t tohost;
-extern volatile uint64_t fromhost;
+extern volatile UTVMFault utvm_fault; /* (tohost and fromhost: utvm_runtime.h) */
 
 volatile UTVMFault utvm_fault;
+/* (8-byte aligned like any uint64_t: Spike's front end reads them by address, whatever the line) */
 /* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
-volatile uint64_t tohost __attribute__((aligned(64)));
-volatile uint64_t fromhost __attribute__((aligned(64)));
-
-/* write(1, buf, n) as a system call that the front end of Spike performs (HTIF device 0): the
- * console of the runtime (console kind htif), of standalone firmware and of the serial stub. */
-void utvm_htif_write(const char *buf, size_t n) {
-  volatile uint64_t magic[8] __attribute__((aligned(64)));
-  magic[0] = 64u; /* SYS_write */
-  magic[1] = 1u;  /* stdout */
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation R5 */
-  magic[2] = (uintptr_t)buf;
-  magic[3] = n;
-  __sync_synchronize();
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation R5 */
-  tohost = (uintptr_t)magic;
-  while (fromhost == 0u) {
-  }
-  fromhost = 0u;
-  __sync_synchronize();
-}
+volatile uint64_t tohost;
+volatile uint64_t fromhost;

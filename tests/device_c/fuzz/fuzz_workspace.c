@@ -18,19 +18,7 @@
  *     split and coalescing, modelled here) gives, or fails when it gives none; frees of live
  *     blocks succeed; a second free, or a pointer that is not a block, is refused.
  */
-#define memcpy utvm_rt_memcpy
-#define memmove utvm_rt_memmove
-#define memset utvm_rt_memset
-#define memcmp utvm_rt_memcmp
-#include "../../../device_stubs/runtime/utvm_runtime.c"
-#undef memcpy
-#undef memmove
-#undef memset
-#undef memcmp
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "../runtime_under_test.h"
 
 uint64_t UTVMCounter(void) { return 0u; }
 void utvm_console_begin(void) {}
@@ -57,7 +45,7 @@ static size_t region_size;
 static void model_reset(void);
 
 static void fail(const char *what) {
-  fprintf(stderr, "invariant broken: %s (error text: \"%s\")\n", what, utvm_last_error);
+  fprintf(stderr, "invariant broken: %s (error text: \"%s\")\n", what, said(utvm_last_error));
   abort();
 }
 
@@ -93,11 +81,11 @@ static void expect_outcome(int failed) {
   if (reported) {
     if (!failed) fail("a call succeeded after a corruption was reported");
   } else if (corrupt) {
-    if (!failed || strstr(utvm_last_error, "the workspace is corrupted") == NULL) {
+    if (!failed || strstr(said(utvm_last_error), "the workspace is corrupted") == NULL) {
       fail("a header written over was not reported by the next call");
     }
     reported = 1;
-  } else if (failed && strstr(utvm_last_error, "corrupted") != NULL) {
+  } else if (failed && strstr(said(utvm_last_error), "corrupted") != NULL) {
     fail("a corruption was reported with no header written over");
   }
   utvm_error_set = 0u;
@@ -174,7 +162,7 @@ static void do_alloc(size_t n, unsigned char tag) {
   if (!corrupt) want = model_alloc(n);
   p = TVMBackendAllocWorkspace(1, 0, n, 0, 8);
   if (!corrupt && !reported && n > model_units * 16u &&
-      (p != NULL || strstr(utvm_last_error, "request larger than the workspace region") == NULL)) {
+      (p != NULL || strstr(said(utvm_last_error), "request larger than the workspace region") == NULL)) {
     fail("a request larger than the region was not refused as such");
   }
   expect_outcome(p == NULL);
@@ -209,7 +197,7 @@ static void do_free(int k, int twice) {
   nlive--;
   if (twice) {
     r = TVMBackendFreeWorkspace(1, 0, p);
-    if (r != -1 || strstr(utvm_last_error, "not allocated") == NULL) fail("a second free was not refused");
+    if (r != -1 || strstr(said(utvm_last_error), "not allocated") == NULL) fail("a second free was not refused");
     utvm_error_set = 0u;
     utvm_last_error[0] = '\0';
   }
@@ -299,9 +287,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
       }
       case 6: /* the task loop's check after a task */
-        if (ws.first != NULL) {
-          uint32_t prev;
-          expect_outcome(ws_walk(NULL, UTVM_WS_NONE, &prev) == UTVM_WS_BAD);
+        if (utvm_state.ws_first != NULL) {
+          expect_outcome(ws_walk(NULL, UTVM_WS_NONE) == UTVM_WS_BAD);
         }
         break;
       default: /* a new run */

@@ -6,19 +6,7 @@
  * are renamed so the C library's (which ASan intercepts) stay intact. The workspace is an array
  * of this program: ASan reports any byte the allocator touches outside it.
  */
-#define memcpy utvm_rt_memcpy
-#define memmove utvm_rt_memmove
-#define memset utvm_rt_memset
-#define memcmp utvm_rt_memcmp
-#include "../../../device_stubs/runtime/utvm_runtime.c"
-#undef memcpy
-#undef memmove
-#undef memset
-#undef memcmp
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "../runtime_under_test.h"
 
 /* ---- what the ports provide ------------------------------------------------------------- */
 
@@ -147,33 +135,34 @@ static void test_exhaustion(void) {
   void *a, *b;
   new_run(0, WS_BYTES);
   CHECK(ws_alloc(WS_BYTES + 1u) == NULL);
-  CHECK_TEXT(utvm_last_error, "TVMBackendAllocWorkspace: request larger than the workspace region");
+  CHECK_TEXT(said(utvm_last_error), "TVMBackendAllocWorkspace: request larger than the workspace region");
   CHECK(utvm_error_set == 1u && utvm_last_error_kind[0] == '\0');
   clear_error();
   CHECK(ws_alloc((uint64_t)1 << 40) == NULL);             /* more than 32 bits: no wrap-around */
-  CHECK(has_text(utvm_last_error, "request larger than the workspace region"));
+  CHECK(has_text(said(utvm_last_error), "request larger than the workspace region"));
   clear_error();
   CHECK(ws_alloc(0xFFFFFFF8u) == NULL);                     /* nor in rounding up to 16 bytes */
-  CHECK(has_text(utvm_last_error, "request larger than the workspace region"));
+  CHECK(has_text(said(utvm_last_error), "request larger than the workspace region"));
   clear_error();
-  CHECK(ws_alloc(((uint64_t)1 << 32) + 16u) == NULL && has_text(utvm_last_error, "request larger"));
+  CHECK(ws_alloc(((uint64_t)1 << 32) + 16u) == NULL && has_text(said(utvm_last_error), "request larger"));
   clear_error();
   a = ws_alloc(600);
   b = ws_alloc(600);
   CHECK(a != NULL && b == NULL);
-  CHECK_TEXT(utvm_last_error, "TVMBackendAllocWorkspace: out of workspace memory");
+  CHECK_TEXT(said(utvm_last_error), "TVMBackendAllocWorkspace: out of workspace memory");
+  CHECK_TEXT(utvm_last_error, UTVM_RUNTIME_ERROR "2"); /* as the device stores it: a code */
   clear_error();
   CHECK(ws_alloc(WS_BYTES - 16u - 608u - 16u) != NULL);   /* exactly what is left */
   CHECK(ws_alloc(0) == NULL);                              /* not even a header */
-  CHECK(has_text(utvm_last_error, "out of workspace memory"));
+  CHECK(has_text(said(utvm_last_error), "out of workspace memory"));
   /* a new run frees everything */
   new_run(0, WS_BYTES);
   CHECK(ws_alloc(WS_BYTES - 16u) != NULL && utvm_error_set == 0u);
   /* no workspace at all */
   new_run(0, 0);
-  CHECK(ws_alloc(1) == NULL && has_text(utvm_last_error, "request larger"));
+  CHECK(ws_alloc(1) == NULL && has_text(said(utvm_last_error), "request larger"));
   clear_error();
-  CHECK(ws_alloc(0) == NULL && has_text(utvm_last_error, "out of workspace memory"));
+  CHECK(ws_alloc(0) == NULL && has_text(said(utvm_last_error), "out of workspace memory"));
 }
 
 static void test_null_and_foreign_frees(void) {
@@ -183,19 +172,19 @@ static void test_null_and_foreign_frees(void) {
   CHECK(ws_free(NULL) == 0 && utvm_error_set == 0u && utvm_last_error[0] == '\0');
   a = ws_alloc(64);
   CHECK(ws_free(a + 16) == -1);                            /* inside a block, not its start */
-  CHECK_TEXT(utvm_last_error, "TVMBackendFreeWorkspace: pointer was not allocated from the workspace");
+  CHECK_TEXT(said(utvm_last_error), "TVMBackendFreeWorkspace: pointer was not allocated from the workspace");
   clear_error();
-  CHECK(ws_free(&outside) == -1 && has_text(utvm_last_error, "not allocated"));
+  CHECK(ws_free(&outside) == -1 && has_text(said(utvm_last_error), "not allocated"));
   clear_error();
   CHECK(ws_free(a) == 0);
-  CHECK(ws_free(a) == -1 && has_text(utvm_last_error, "not allocated"));   /* a second free */
+  CHECK(ws_free(a) == -1 && has_text(said(utvm_last_error), "not allocated"));   /* a second free */
   clear_error();
   CHECK(ws_free(NULL) == 0 && utvm_error_set == 0u);
   /* the workspace is still sound */
   CHECK(ws_alloc(WS_BYTES - 16u) == a && utvm_error_set == 0u);
   /* a free before any allocation in this run */
   new_run(0, WS_BYTES);
-  CHECK(ws_free(a) == -1 && has_text(utvm_last_error, "not allocated"));
+  CHECK(ws_free(a) == -1 && has_text(said(utvm_last_error), "not allocated"));
 }
 
 /* The error text names a header's address as 0x and 2 * sizeof(uintptr_t) hex digits. */
@@ -227,14 +216,14 @@ static void test_overrun_is_reported(void) {
       memcpy(a + 64, patterns[k], 16);                     /* the overrun */
       c = ws_alloc(32);
       CHECK(c == NULL);
-      CHECK(names_header(utvm_last_error, a + 64));
+      CHECK(names_header(said(utvm_last_error), a + 64));
       CHECK(utvm_error_set == UTVM_ERROR_BY_RUNTIME);   /* the task fails, whatever it returns */
       clear_error();
       /* freeing reports it too, and never merges over the bad header */
-      CHECK(ws_free(a) == -1 && names_header(utvm_last_error, a + 64));
+      CHECK(ws_free(a) == -1 && names_header(said(utvm_last_error), a + 64));
       clear_error();
       if (b != NULL) {
-        CHECK(ws_free(b) == -1 && names_header(utvm_last_error, a + 64));
+        CHECK(ws_free(b) == -1 && names_header(said(utvm_last_error), a + 64));
         clear_error();
       }
       /* the next run starts afresh */
@@ -256,14 +245,14 @@ static void test_forged_headers_are_reported(void) {
   c = ws_alloc(64);
   memcpy(&saved, c - 16, sizeof saved);                    /* c's header, valid where it is */
   memcpy(b - 16, &saved, sizeof saved);                    /* written over b's */
-  CHECK(ws_free(a) == -1 && names_header(utvm_last_error, b - 16));
+  CHECK(ws_free(a) == -1 && names_header(said(utvm_last_error), b - 16));
   /* b's header with its used flag cleared (as a kernel that "freed" it by hand) */
   new_run(0, WS_BYTES);
   a = ws_alloc(64);
   b = ws_alloc(64);
   hb = (UTVMBlock *)(void *)(b - 16);
   hb->word &= ~1u;
-  CHECK(ws_alloc(64) == NULL && names_header(utvm_last_error, b - 16));
+  CHECK(ws_alloc(64) == NULL && names_header(said(utvm_last_error), b - 16));
   /* a header whose check matches but whose size runs past the end of the region */
   new_run(0, WS_BYTES);
   a = ws_alloc(64);
@@ -271,7 +260,7 @@ static void test_forged_headers_are_reported(void) {
   hb = (UTVMBlock *)(void *)(b - 16);
   hb->word = (WS_BYTES / 16u) << 1 | 1u;                   /* (b is not at the start) */
   hb->check = UTVM_WS_MAGIC ^ hb->word ^ 5u;               /* b's header is unit 5 */
-  CHECK(ws_alloc(16) == NULL && names_header(utvm_last_error, b - 16));
+  CHECK(ws_alloc(16) == NULL && names_header(said(utvm_last_error), b - 16));
   /* ... and one of size 0 (a walk that would never end) */
   new_run(0, WS_BYTES);
   a = ws_alloc(64);
@@ -279,7 +268,7 @@ static void test_forged_headers_are_reported(void) {
   hb = (UTVMBlock *)(void *)(b - 16);
   hb->word = 0u;
   hb->check = UTVM_WS_MAGIC ^ 5u;
-  CHECK(ws_free(a) == -1 && names_header(utvm_last_error, b - 16));
+  CHECK(ws_free(a) == -1 && names_header(said(utvm_last_error), b - 16));
   /* the spare words of a header are not part of it: writing them is harmless */
   new_run(0, WS_BYTES);
   a = ws_alloc(64);
@@ -301,8 +290,8 @@ static void test_sixteen_byte_workspace(void) {
   memset(ws_area + 16, 0xEE, 64);
   new_run(0, 16);
   p = ws_alloc(16);
-  CHECK(p == NULL && has_text(utvm_last_error, "request larger") == 0 &&
-        has_text(utvm_last_error, "out of workspace memory"));
+  CHECK(p == NULL && has_text(said(utvm_last_error), "request larger") == 0 &&
+        has_text(said(utvm_last_error), "out of workspace memory"));
   for (i = 16; i < 80; i++) outside_untouched &= ws_area[i] == 0xEE;
   CHECK(outside_untouched);
   clear_error();
@@ -311,7 +300,7 @@ static void test_sixteen_byte_workspace(void) {
   CHECK(ws_free(p) == 0 && utvm_error_set == 0u);
   /* fewer than 16 bytes once aligned: no block at all */
   new_run(8, 20);
-  CHECK(ws_alloc(0) == NULL && has_text(utvm_last_error, "out of workspace memory"));
+  CHECK(ws_alloc(0) == NULL && has_text(said(utvm_last_error), "out of workspace memory"));
   /* an unaligned region: blocks start at the next 16-byte boundary, end before the last one */
   new_run(3, 200);
   p = ws_alloc(150);
@@ -328,14 +317,14 @@ static void test_error_text(void) {
   memset(longer, 'x', sizeof longer - 1);
   longer[sizeof longer - 1] = '\0';
   TVMAPISetLastError("short");
-  CHECK_TEXT(utvm_last_error, "short");
+  CHECK_TEXT(said(utvm_last_error), "short");
   CHECK(utvm_error_set == 1u && utvm_last_error_kind[0] == '\0');
   TVMAPISetLastError(longer);                              /* cut, and the cut is marked */
   n = strlen(utvm_last_error);
   CHECK(n == UTVM_ERROR_LEN - 1u);
   CHECK(strcmp(utvm_last_error + n - 3, "...") == 0 && utvm_last_error[n - 4] == 'x');
   TVMAPISetLastError(NULL);
-  CHECK_TEXT(utvm_last_error, "");
+  CHECK_TEXT(said(utvm_last_error), "");
   /* exactly as long as fits: not cut */
   longer[UTVM_ERROR_LEN - 1] = '\0';
   TVMAPISetLastError(longer);
@@ -345,20 +334,20 @@ static void test_error_text(void) {
   parts[1] = "int";
   parts[2] = NULL;
   TVMFFIErrorSetRaisedFromCStrParts("TypeError", parts, 3);
-  CHECK_TEXT(utvm_last_error, "Expect arg[0] to be int");
+  CHECK_TEXT(said(utvm_last_error), "Expect arg[0] to be int");
   CHECK_TEXT(utvm_last_error_kind, "TypeError");
   TVMFFIErrorSetRaisedFromCStrParts("ValueError", parts, 0);
-  CHECK_TEXT(utvm_last_error, "");
+  CHECK_TEXT(said(utvm_last_error), "");
   CHECK_TEXT(utvm_last_error_kind, "ValueError");
   parts[0] = longer;
   parts[1] = "tail";
   TVMFFIErrorSetRaisedFromCStrParts("X", parts, 2);        /* cut in the first part */
-  CHECK(strlen(utvm_last_error) == UTVM_ERROR_LEN - 1u && strstr(utvm_last_error, "tail") == NULL);
+  CHECK(strlen(utvm_last_error) == UTVM_ERROR_LEN - 1u && strstr(said(utvm_last_error), "tail") == NULL);
   TVMFFIErrorSetRaisedFromCStr("AVeryLongErrorKindThatDoesNotFitIn32", "m");
   CHECK(strlen(utvm_last_error_kind) == UTVM_ERROR_KIND_LEN - 1u);
-  CHECK_TEXT(utvm_last_error, "m");
+  CHECK_TEXT(said(utvm_last_error), "m");
   TVMFFIErrorSetRaisedFromCStr(NULL, NULL);
-  CHECK_TEXT(utvm_last_error, "");
+  CHECK_TEXT(said(utvm_last_error), "");
   CHECK_TEXT(utvm_last_error_kind, "");
   clear_error();
 }
@@ -447,7 +436,7 @@ static void test_task_loop(void) {
   CHECK(calls[0] == 1 && calls[1] == 1);
   CHECK(utvm_tasks[1].error == 1 && utvm_tasks[2].error == 99 && utvm_tasks_done == 2);
   CHECK((s & 0xFFFFu) == 2u && ((s >> 16) & 1u) == 1u && ((s >> 17) & 0x7Fu) == 3u);
-  CHECK_TEXT(utvm_last_error, "shim_fail: bad");
+  CHECK_TEXT(said(utvm_last_error), "shim_fail: bad");
   CHECK_TEXT(utvm_last_error_kind, "ValueError");
   /* the next run starts clean (the text stays, but is read only with the flag: every error
    * function writes it whole) */
@@ -503,7 +492,7 @@ static void test_overrun_is_blamed_on_its_task(void) {
   CHECK(calls[2] == 1 && calls[3] == 0);
   CHECK(utvm_tasks[0].error == 0 && utvm_tasks[1].error == 2 && utvm_tasks_done == 2);
   CHECK((s & 0xFFFFu) == 2u && ((s >> 16) & 1u) == 1u);
-  CHECK(names_header(utvm_last_error, ws_area + 48));
+  CHECK(names_header(said(utvm_last_error), ws_area + 48));
   /* the next run's workspace is sound again */
   set_task(0, shim_ws, 0, 0);
   s = run(1);
@@ -511,7 +500,7 @@ static void test_overrun_is_blamed_on_its_task(void) {
   /* a task that does not touch the workspace is not checked against it */
   set_task(0, shim_add, 2, 3);
   s = run(1);
-  CHECK(((s >> 16) & 1u) == 0u && ws.first == NULL);
+  CHECK(((s >> 16) & 1u) == 0u && utvm_state.ws_first == NULL);
 }
 
 /* ---- shims and the C library subset ---------------------------------------------------------- */
