@@ -92,6 +92,7 @@ __attribute__((aligned(512))) const UTVMVector utvm_vectors[16] = {
 };
 
 void UTVMEntry(void) {
+  /* MISRA C:2012 1.2, deviation R8: GCC inline assembly for the stack pointers, PSPLIM and barriers, which have no C form */
   __asm__ volatile(
       "mov r0, sp\n\t"
       "ldr r1, =utvm_thread_stack_top\n\t"
@@ -116,6 +117,7 @@ void UTVMStart(void) {
   SCB_CCR |= 0x10u;         /* DIV_0_TRP (bit 4): an integer division by zero faults */
   if (utvm_stack_limit != 0u) {
 #if defined(__ARM_ARCH_8M_MAIN__)
+    /* MISRA C:2012 1.2, deviation R8: GCC inline assembly for the stack pointers, PSPLIM and barriers, which have no C form */
     __asm__ volatile("msr psplim, %0" : : "r"(utvm_stack_limit));
 #elif defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__)
     uint32_t regions = (utvm_scs[0xD90u / 4u] >> 8) & 0xFFu; /* MPU_TYPE.DREGION: regions there are */
@@ -144,6 +146,7 @@ void UTVMStart(void) {
 }
 
 void UTVMFaultHandler(void) {
+  /* MISRA C:2012 1.2, deviation R8: GCC inline assembly for the stack pointers, PSPLIM and barriers, which have no C form */
   __asm__ volatile(
       "tst lr, #4\n\t"
       "ite eq\n\t"
@@ -166,6 +169,7 @@ void UTVMFaultRecord(uint32_t *frame, uint32_t exc, uint32_t done) {
     f[5] = 0u;
     f[6] = 0u;
     f[7] = 0u;
+    /* MISRA C:2012 1.2, deviation R8: GCC inline assembly for the stack pointers, PSPLIM and barriers, which have no C form */
     __asm__ volatile("msr psp, %0" : : "r"(f));
   }
   utvm_fault.cfsr = cfsr;

@@ -7,6 +7,7 @@
 uint64_t UTVMCounter(void) {
   uint64_t count;
 #if __riscv_xlen == 64
+  /* MISRA C:2012 1.2, deviation R8: GCC inline assembly reads the cycle CSRs, which have no C form */
   __asm__ volatile(".option push\n\t.option arch, +zicsr\n\tcsrr %0, mcycle\n\t.option pop" : "=r"(count));
 #else
   uint32_t hi;

@@ -452,6 +452,7 @@ int32_t UTVMEmptyShim(const uint64_t *args, uint64_t *ret) {
  * whose hook takes over), the console is flushed here too: after a trap, only here. */
 /* cppcheck-suppress misra-c2012-8.7 ; deviation R6 */
 void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) {
+  /* MISRA C:2012 1.2, deviation R8: GCC inline assembly: an empty asm keeps the arguments in registers for the debugger, and the field symbols are assembler directives */
   __asm__ volatile("" : : "r"(summary), "r"(ret_lo), "r"(ret_hi) : "memory");
   /* The symbols of utvm_state's fields (assembler directives only: no instruction). */
   __asm__(UTVM_FIELD_SYMBOL("utvm_batch_count", "0", "1") UTVM_FIELD_SYMBOL("utvm_run", "2", "3")
