@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, KERNELS, device_cfg, vadd_works
-from utvm_host import KernelError, Session, build
+from utvm_host import KernelError, Session, build, devices
 
 DEVICES = ["host", "spike-rv32", "qemu-cortex-m3"]
 
@@ -102,11 +102,13 @@ def test_freeing_null_is_a_no_op(rt):
 
 
 def test_systick_times_kernels_longer_than_its_24_bits():
-    """QEMU's Cortex-M has no DWT: the counter is SysTick, 24 bits at 25 MHz (0.67 s). A kernel
-    several wraps long is counted in full: its count is the short run's times the ratio of the
-    loop lengths (QEMU's SysTick follows the host's clock: a generous tolerance). Before, one
-    wrap at most was seen between two reads: every count stayed below 2 x 2^24."""
-    cfg = device_cfg("qemu-cortex-m3")
+    """QEMU's Cortex-M has no DWT: the counter is SysTick, 24 bits. A kernel several wraps long
+    is counted in full: its count is the short run's times the ratio of the loop lengths. QEMU
+    runs with -icount (one instruction a tick), so SysTick follows the instructions, not the
+    host's clock, and a loaded machine cannot skew the ratio. Before, one wrap at most was seen
+    between two reads: every count stayed below 2 x 2^24."""
+    device_cfg("qemu-cortex-m3")   # QEMU and the compiler are there (or the test is skipped/failed)
+    cfg = devices.qemu("cortex-m3", icount=True)
     with Session(cfg) as sess:
         mod = sess.load(build([KERNELS / "ws_guard.c"], cfg, cflags=["-O1"]))
         te = mod.time_evaluator("spin", number=1, repeat=1)
