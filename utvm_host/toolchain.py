@@ -348,7 +348,7 @@ def build(sources: Union[PathLike, Sequence[PathLike]], cfg: DeviceConfig, *, cf
         "version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
         "cflags": list(cflags), "include_dirs": incs, "defines": {k: repr(v) for k, v in (defines or {}).items()},
         "sources": [[str(p), _sha256_file(p)] for p in paths],
-        "stubs": _sha256_file(RUNTIME_INCLUDE / "utvm_runtime.h"),
+        "stubs": [[h.name, _sha256_file(h)] for h in sorted(RUNTIME_INCLUDE.glob("*.h"))],
     })
     entries = cache_root() / "lib" / key[:32]
     lib_name = name or _library_name(paths)
@@ -520,7 +520,7 @@ def build_runtime(cfg: DeviceConfig) -> Library:
     defines = cfg.runtime_defines()
     key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
                         "runtime_cflags": tc.runtime_cflags, "defines": {k: str(v) for k, v in defines.items()},
-                        "sources": [[p.name, _sha256_file(p)] for p in sources + [RUNTIME_INCLUDE / "utvm_runtime.h"]]})
+                        "sources": [[p.name, _sha256_file(p)] for p in sources + sorted(RUNTIME_INCLUDE.glob("*.h"))]})
 
     def make(work: Path) -> None:
         objects = []

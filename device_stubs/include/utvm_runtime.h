@@ -48,11 +48,6 @@ int memcmp(const void *a, const void *b, size_t n);
 void UTVMMain(void) __attribute__((noinline, used));
 void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((noinline, used));
 long utvm_sys_write(int fd, const void *buf, size_t n);
-#if defined(__riscv)
-/* Spike's HTIF mailboxes (riscv/utvm_riscv.c), which the HTIF console writes through. */
-extern volatile uint64_t tohost;
-extern volatile uint64_t fromhost;
-#endif
 
 /* The device console (cfg["console"]): a bounded line buffer sent through the device's UART,
  * Spike's HTIF or the host process, a line at a time; sess.console reads it.

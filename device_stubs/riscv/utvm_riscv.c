@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "utvm_runtime.h"
+#include "utvm_htif.h"
 
 /* Filled by UTVMTrapEntry (utvm_riscv_entry.S stores the fields in this order). */
 typedef struct {
@@ -17,7 +18,7 @@ typedef struct {
 
 /* Read by the host through their ELF symbols (UTVMFault's layout from DWARF), and by Spike's
  * front end, which looks tohost and fromhost up in the ELF it loads. */
-extern volatile UTVMFault utvm_fault; /* (tohost and fromhost: utvm_runtime.h) */
+extern volatile UTVMFault utvm_fault; /* (tohost and fromhost: utvm_htif.h) */
 
 volatile UTVMFault utvm_fault;
 /* (8-byte aligned like any uint64_t: Spike's front end reads them by address, whatever the line) */

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utvm_htif.h"
 #include "utvm_runtime.h"
 
 char utvm_console_line[UTVM_CONSOLE_LINE_SIZE];
@@ -59,24 +60,7 @@ static void channel_write(const char *s, uint32_t n)
   }
 }
 #elif defined(UTVM_CONSOLE_HTIF)
-/* write(1, s, n) as a system call that the front end of Spike performs (HTIF device 0). The
- * firmware and the serial stub have their own (device_stubs/firmware/riscv/utvm_fw_riscv.c). */
-static void channel_write(const char *s, uint32_t n)
-{
-  volatile uint64_t magic[8] __attribute__((aligned(64)));
-  magic[0] = 64u; /* SYS_write */
-  magic[1] = 1u;  /* stdout */
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation R5 */
-  magic[2] = (uintptr_t)s;
-  magic[3] = n;
-  __sync_synchronize();
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation R5 */
-  tohost = (uintptr_t)magic;
-  while (fromhost == 0u) {
-  }
-  fromhost = 0u;
-  __sync_synchronize();
-}
+static void channel_write(const char *s, uint32_t n) { utvm_htif_write(s, n); }
 #elif defined(UTVM_CONSOLE_FD)
 static void channel_write(const char *s, uint32_t n)
 {

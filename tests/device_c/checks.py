@@ -134,17 +134,18 @@ def suppressions(files: Sequence[Path]) -> List[Tuple[str, int, str, Optional[st
     return out
 
 
-def cppcheck() -> str:
-    exe = shutil.which("cppcheck")
+def tool(name: str, why: str = "") -> str:
+    """A program's path, or FileNotFoundError saying how to install it."""
+    exe = shutil.which(name)
     if exe is None:
-        raise FileNotFoundError("cppcheck is not installed: apt-get install -y cppcheck (or run `make setup`)")
+        raise FileNotFoundError(f"{name} is not installed{why}: apt-get install -y {name} (or run `make setup`)")
     return exe
 
 
 def misra(port: Port, files: Optional[Sequence[Path]] = None) -> List[Finding]:
     """MISRA findings cppcheck reports for one port configuration (inline suppressions applied);
     ``files`` instead of the port's own sources (to check the checker)."""
-    cmd = [cppcheck(), "--addon=misra", "--inline-suppr", "--std=c99", f"--platform={port.platform}",
+    cmd = [tool("cppcheck"), "--addon=misra", "--inline-suppr", "--std=c99", f"--platform={port.platform}",
            "--quiet", "--error-exitcode=0", "--template={file}\t{line}\t{id}\t{message}", f"-I{INCLUDE}"]
     cmd += [f"-D{d}" for d in port.defines]
     with tempfile.TemporaryDirectory() as build_dir:
@@ -191,6 +192,13 @@ def compile_strict(port: Port, source: Path, cfg, out_dir: Path) -> subprocess.C
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
 
 
+def _build(cmd: List[str], source: Path, exe: Path) -> Path:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building {source.name} failed:\n{proc.stderr}")
+    return exe
+
+
 def units() -> List[Path]:
     return sorted((HERE / "unit").glob("test_*.c"))
 
@@ -203,27 +211,14 @@ def build_unit(source: Path, out_dir: Path) -> Path:
     exe = out_dir / source.stem
     cc = shutil.which("gcc") or "cc"
     cmd = [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *SANITIZE, f"-I{INCLUDE}", str(source), "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"building {source.name} failed:\n{proc.stderr}")
-    return exe
-
-
-def clang() -> str:
-    exe = shutil.which("clang")
-    if exe is None:
-        raise FileNotFoundError("clang is not installed (libFuzzer): apt-get install -y clang (or run `make setup`)")
-    return exe
+    return _build(cmd, source, exe)
 
 
 def build_fuzzer(source: Path, out_dir: Path) -> Path:
     exe = out_dir / source.stem
-    cmd = [clang(), "-std=c99", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all", "-g", "-O1",
+    cmd = [tool("clang", " (libFuzzer)"), "-std=c99", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all", "-g", "-O1",
            f"-I{INCLUDE}", str(source), "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"building {source.name} failed:\n{proc.stderr}")
-    return exe
+    return _build(cmd, source, exe)
 
 
 def corpus(source: Path) -> Path:
