@@ -2,8 +2,10 @@
 devices build it (-Os, the device's flags and defines), and the core runtime's ratio to the 2020
 µTVM runtime (1,086 B: 610 text + 476 bss on rv32imac -Os).
 
-Components: core (utvm_runtime.c and the architecture port, configuration-sized buffers excluded),
-the console without and with %f (cfg["console_float"]), the soft-float helpers %f pulls in from
+Components: core (the resident runtime: utvm_runtime.c and the architecture port,
+configuration-sized buffers excluded), the parts linked on demand (device_stubs/runtime/on_demand/:
+the error API and the workspace allocator, which a session places the first time a library calls
+into them) and the core with both, the console without and with %f (cfg["console_float"]), the soft-float helpers %f pulls in from
 libgcc on devices without an FPU, and the configuration-sized buffers (cfg["runtime"] tables,
 error text, console line, handler/trap stacks) on their own.
 
@@ -22,7 +24,7 @@ from elftools.elf.elffile import ELFFile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utvm_host import devices  # noqa: E402
-from utvm_host.toolchain import DEVICE_STUBS, Toolchain, runtime_sources  # noqa: E402
+from utvm_host.toolchain import DEVICE_STUBS, RUNTIME_PARTS, Toolchain, runtime_sources  # noqa: E402
 
 ANCHOR = 1086   # bytes: the 2020 µTVM runtime on rv32imac -Os
 TARGETS = {
@@ -112,11 +114,12 @@ def measure(name: str, make) -> Dict[str, object]:
             for k in core:
                 core[k] += part[k]
             configured.update(conf)
+        parts = {src.stem.replace("utvm_", ""): sizes(build(src))[0] for src in sorted(RUNTIME_PARTS.glob("*.c"))}
         con, conf = sizes(build(console))
         configured.update(conf)
         float_obj = build(console, True)
         con_f, _ = sizes(float_obj)
-        row.update(core=core, console=con, console_float=con_f, configured=configured,
+        row.update(core=core, parts=parts, console=con, console_float=con_f, configured=configured,
                    soft_float=soft_float_bytes(tc, float_obj, work) if name != "host x86_64" else 0)
     return row
 
@@ -128,13 +131,16 @@ def total(part: Dict[str, int]) -> int:
 def main(argv: List[str]) -> None:
     rows = {name: measure(name, make) for name, make in TARGETS.items()}
     md = "--markdown" in argv
-    head = ["target", "core runtime (text+data+bss)", "÷ µTVM 1,086 B", "console", "console with %f",
+    parts = list(rows["rv32imac"]["parts"])
+    head = ["target", "core runtime (text+data+bss)", "÷ µTVM 1,086 B", *(f"+ {p} (on demand)" for p in parts),
+            "core + all parts", "console", "console with %f",
             "soft-float for %f", "configured buffers"]
     lines = []
     for name, r in rows.items():
         core, con, conf = r["core"], r["console"], r["configured"]
         lines.append([name, f"{total(core):,} ({core['text']:,}+{core['data']:,}+{core['bss']:,})",
-                      f"{total(core) / ANCHOR:.2f}", f"{total(con):,}", f"{total(r['console_float']):,}",
+                      f"{total(core) / ANCHOR:.2f}", *(f"{total(r['parts'][p]):,}" for p in parts),
+                      f"{total(core) + sum(total(v) for v in r['parts'].values()):,}", f"{total(con):,}", f"{total(r['console_float']):,}",
                       f"{r['soft_float']:,}",
                       f"{sum(conf.values()):,}"])
     if md:

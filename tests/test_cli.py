@@ -13,7 +13,7 @@ import pytest
 
 from utvm_host import Session, build, devices
 
-from conftest import EXAMPLES, KERNELS, require_spike, require_tool
+from helpers import EXAMPLES, KERNELS, require_spike, require_tool
 
 CLI = [sys.executable, "-m", "utvm_host.cli"]
 

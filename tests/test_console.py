@@ -20,7 +20,7 @@ from utvm_host import DeviceFault, KernelError, build, devices
 from utvm_host.elf import ElfFile
 from utvm_host.toolchain import build_runtime
 
-from conftest import DEVICES, KERNELS, device_cfg, missing, require_tool, session_for
+from helpers import DEVICES, KERNELS, device_cfg, missing, require_tool, session_for
 
 FORMATS = KERNELS / "console_formats.c"
 SLOW_CALL = 120.0   # seconds: thousands of conversions, some of 300-digit numbers, on a simulator

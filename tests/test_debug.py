@@ -6,7 +6,7 @@ import pytest
 
 from utvm_host import ConfigError, DeviceError, DeviceFault, Session, build, devices
 
-from conftest import KERNELS, device_cfg, require_tool, session_for
+from helpers import KERNELS, device_cfg, require_tool, session_for
 
 DEBUG_DEVICES = ["spike-rv32", "qemu-riscv32", "qemu-cortex-m3"]
 

@@ -300,7 +300,7 @@ def test_signatures(tmp_path, tname, opts, kind):
 @pytest.mark.parametrize("tname", list(TARGETS))
 def test_dwarf_relocations_match_pyelftools_where_it_can(tmp_path, tname):
     """For x86-64 and ARM our relocation of .debug_* equals pyelftools' own; for RISC-V
-    pyelftools 0.33 refuses (ELFRelocationError), which is why elf.py applies them itself."""
+    pyelftools 0.33 refuses (ELFRelocationError), which is why utvm_host.elf.relocations applies them itself."""
     from elftools.common.exceptions import ELFRelocationError
     from elftools.elf.elffile import ELFFile
 
@@ -445,3 +445,24 @@ def test_truncated_elf(tmp_path):
         with pytest.raises(BuildError) as exc:
             ElfFile(cut)
         assert str(exc.value).startswith(f"'{cut}' is not an ELF file: ")
+
+
+# --- the package ---------------------------------------------------------------------------
+def test_package_layers_and_names():
+    """utvm_host.elf re-exports what the rest of the library imports, and its modules form
+    layers: each imports (relatively) only the modules listed before it, so there is no cycle."""
+    import ast
+    import utvm_host.elf as pkg
+
+    assert pkg.__all__ == ["ElfFile", "CType", "Parameter", "Signature", "Symbol", "Section",
+                           "Relocation", "Location"]
+    assert all(getattr(pkg, name).__module__.startswith("utvm_host.elf.") for name in pkg.__all__)
+    assert callable(pkg._apply_relocations)
+    order = ["types", "malformed", "relocations", "reader", "dwarf_types", "lines", "signatures",
+             "elffile"]
+    root = Path(pkg.__file__).parent
+    assert sorted(p.stem for p in root.glob("*.py")) == sorted(order + ["__init__"])
+    for i, name in enumerate(order):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        inner = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        assert inner <= set(order[:i]), (name, inner - set(order[:i]))

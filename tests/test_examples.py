@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import require_spike, require_tool
+from helpers import require_spike, require_tool
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

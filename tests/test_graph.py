@@ -14,7 +14,7 @@ from utvm_host.export import export_firmware
 from utvm_host.graph import Graph, GraphBuilder, GraphExecutor
 from utvm_host.transport import CountingTransport
 
-from conftest import device_cfg, is_host, require_qemu, require_spike, require_tvm
+from helpers import device_cfg, is_host, require_qemu, require_spike, require_tvm
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples" / "cifar10"))
 import model as cifar  # noqa: E402  (the example model: kernels, builder, numpy reference)

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, require_tool
+from helpers import EXAMPLES, KERNELS, require_tool
 from utvm_host import LinkError, build, devices
 from utvm_host.elf import ElfFile
 from utvm_host.layout import MemoryLayout
@@ -41,8 +41,10 @@ class TestPlacement:
             addr = image.symbols[name]
             assert text.start <= addr - (addr & thumb) < text.end
             assert addr & 1 == thumb                                          # Thumb bit on Cortex-M
-        for name in ("UTVMMain", "UTVMDone", "TVMAPISetLastError", "memcpy"):
+        for name in ("UTVMMain", "UTVMDone", "UTVMFillShim", "memcpy"):
             assert rt_text.start <= runtime.symbols[name] - thumb < rt_text.end
+        # the parts linked on demand are not in the resident runtime
+        assert not {"TVMAPISetLastError", "TVMBackendAllocWorkspace"} & set(runtime.symbols)
         helper = SOFT_FLOAT_ADD.get(cross_cfg["arch"])
         if helper:                                                            # libgcc came along
             assert text.start <= image.symbols[helper] - thumb < text.end
@@ -72,12 +74,16 @@ class TestPlacement:
 
     def test_failed_placement_frees_everything(self, host_cfg, tmp_path):
         cfg = host_cfg.copy()
-        cfg["mem_layout"]["text"]["size"] = 5120   # the runtime (4.2 KB) fits, matmul -O3 unrolled does not
+        runtime = build_runtime(cfg)
+        big = build([EXAMPLES / "matmul.c"], cfg, cflags=["-O3", "-funroll-all-loops"])
+        # the runtime fits, matmul -O3 unrolled does not
+        rt_text, big_text = (sum(s.size for s in lib.elf().sections if s.alloc and s.name.startswith(".text"))
+                             for lib in (runtime, big))
+        cfg["mem_layout"]["text"]["size"] = rt_text + big_text // 2
         layout = _layout(cfg)
         linker = Linker(cfg, layout, tmp_path)
-        linker.place(build_runtime(cfg), "runtime", {})
+        linker.place(runtime, "runtime", {})
         used = {a.name: a.used for a in layout}
-        big = build([EXAMPLES / "matmul.c"], cfg, cflags=["-O3", "-funroll-all-loops"])
         from utvm_host import LayoutError
         with pytest.raises(LayoutError):
             linker.place(big, "big", {})

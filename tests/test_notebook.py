@@ -8,7 +8,7 @@ import numpy as np
 
 from utvm_host import Session, build, devices
 
-from conftest import EXAMPLES
+from helpers import EXAMPLES
 
 
 def test_html_views_name_what_a_notebook_user_looks_for():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KERNELS, load_and_check_vadd, require_tool
+from helpers import KERNELS, load_and_check_vadd, require_tool
 from utvm_host import DeviceTimeout, Session, ToolNotFoundError, TransportError, build, devices, launch
 from utvm_host.layout import MemoryLayout
 from utvm_host.link import Linker

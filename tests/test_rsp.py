@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import require_spike
+from helpers import require_spike
 from utvm_host import Session, devices
 from utvm_host.transport.rsp import PacketReader, checksum, escape, expand_rle, frame, unescape
 

@@ -11,7 +11,7 @@ import statistics
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, device_cfg, vadd_works
+from helpers import EXAMPLES, KERNELS, device_cfg, vadd_works
 from utvm_host import KernelError, Session, build, devices
 
 DEVICES = ["host", "spike-rv32", "qemu-cortex-m3"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, device_cfg
+from helpers import EXAMPLES, KERNELS, device_cfg
 from utvm_host import ConfigError, KernelError, Session, build
 
 DEVICES = ["host", "spike-rv32", "qemu-cortex-m3"]

@@ -13,7 +13,7 @@ from utvm_host.elf import ElfFile
 from utvm_host.export import serial_stub
 from utvm_host.transport.serial import PING, FaultyPort, SerialTransport, cobs_decode, cobs_encode
 
-from conftest import EXAMPLES, KERNELS, device_cfg, vadd_works
+from helpers import EXAMPLES, KERNELS, device_cfg, vadd_works
 
 SERIAL_DEVICES = ["qemu-riscv32-serial", "qemu-cortex-m3-serial"]
 
@@ -283,7 +283,7 @@ def test_a_board_given_only_its_port_and_memory(tmp_path):
 
     from utvm_host.export import serial_stub
     from utvm_host.launch import free_port
-    from conftest import require_qemu
+    from helpers import require_qemu
     require_qemu("qemu-system-arm", "arm-none-eabi-gcc")()
     stub = serial_stub(devices.qemu("cortex-m3", transport="serial"))
     port = free_port()

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, is_host
+from helpers import EXAMPLES, HEAP_WATCHED, KERNELS, check_heap, heap_blocks, is_host
 from utvm_host import KernelError, LayoutError, Session, UtvmError, build, devices, load
 
 
@@ -438,3 +438,122 @@ def test_fill_bytes_on_the_device(sess):
     t.fill_bytes(0)
     np.testing.assert_array_equal(t.numpy(), np.zeros(10, np.int32))
     t.free()
+
+
+class TestHeapCheck:
+    """conftest's heap_back_to_baseline: a test on a shared session leaves nothing it allocated
+    on the session's heap. These call its check directly; the test after the class runs it in a
+    pytest of its own."""
+
+    def test_it_watches_the_shared_session(self, sess, request):
+        assert request.node.stash[HEAP_WATCHED] == [sess]
+
+    def test_it_names_a_leaked_tensor_and_passes_once_it_is_freed(self, sess):
+        baseline = heap_blocks(sess)
+        t = sess.empty((3, 5), "int16")
+        try:
+            assert heap_blocks(sess) == baseline | {t.block}
+            with pytest.raises(AssertionError) as e:
+                check_heap(sess, baseline, "a leaky test")
+            assert str(e.value).startswith(
+                f"the device heap of {sess!r} is not back to its baseline after a leaky test: 1 block(s), 30 bytes, "
+                f"left allocated: 30 bytes of tensor int16[3, 5] at 0x{t.addr:x} in region '{t.block.region}'")
+        finally:
+            t.free()
+        check_heap(sess, baseline, "the test once it freed its tensor")
+
+    def test_it_counts_a_tensor_nothing_references_as_freed(self, sess):
+        baseline = heap_blocks(sess)
+        sess.empty(7, "float32")   # unreferenced at once: freed when garbage is collected
+        check_heap(sess, baseline)
+
+    def test_it_names_planned_tensor_reservations(self, sess):
+        baseline = heap_blocks(sess)
+        sess.plan(tensors=[((2, 2), "float64")])
+        try:
+            [planned] = heap_blocks(sess) - baseline
+            with pytest.raises(AssertionError) as e:
+                check_heap(sess, baseline)
+            assert str(e.value).endswith(f"1 block(s), 32 bytes, left allocated: 32 bytes of tensor float64[2, 2] "
+                                         f"from 'planned' at 0x{planned.start:x} in region '{planned.region}'")
+        finally:
+            sess.empty((2, 2), "float64").free()   # takes the reservation, then returns it
+        assert heap_blocks(sess) == baseline
+
+
+HEAP_CHECKED_TESTS = """
+import pytest
+from helpers import session_for
+from utvm_host import devices
+
+KEPT = []
+
+
+@pytest.fixture(scope="module")
+def shared():
+    yield from session_for(devices.host())
+
+
+def test_leaks(shared):
+    KEPT.append(shared.empty(5, "int16"))
+
+
+@pytest.mark.keeps_heap
+def test_keeps_on_purpose(shared):
+    KEPT.append(shared.empty(6, "int16"))
+
+
+def test_fails_holding_a_tensor(shared):
+    t = shared.empty(7, "int16")
+    assert t is None
+
+
+def test_tidy(shared):
+    t = shared.empty(8, "int16")
+    t.free()
+    shared.empty(9, "int16")   # unreferenced: garbage
+
+
+def test_own_session_is_not_watched():
+    from utvm_host import Session
+    with Session(devices.host()) as s:
+        t = s.empty(10, "int16")
+
+
+def test_frees_what_others_allocated(shared):
+    for t in KEPT:
+        t.free()
+"""
+
+
+def test_the_heap_check_fails_a_test_that_leaves_a_tensor(tmp_path):
+    """The check end to end, in a pytest of its own with this conftest: a leak errors the test
+    that leaked, naming the block; keeps_heap exempts a test; a failed test is reported once."""
+    import shutil
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+    here = Path(__file__).parent
+    for name in ("conftest.py", "helpers.py"):
+        shutil.copy(here / name, tmp_path / name)
+    (tmp_path / "test_heap_checked.py").write_text(HEAP_CHECKED_TESTS)
+    report = tmp_path / "report.xml"
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={tmp_path}",
+                          f"--junitxml={report}", str(tmp_path / "test_heap_checked.py")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert report.is_file(), run.stdout + run.stderr
+    outcome = {}
+    for case in ET.parse(report).iter("testcase"):
+        problems = [(p.tag, p.get("message", "")) for p in case if p.tag in ("error", "failure", "skipped")]
+        outcome[case.get("name")] = problems
+    assert list(outcome) == ["test_leaks", "test_keeps_on_purpose", "test_fails_holding_a_tensor", "test_tidy",
+                             "test_own_session_is_not_watched", "test_frees_what_others_allocated"]
+    [(tag, message)] = outcome["test_leaks"]
+    assert tag == "error" and "is not back to its baseline after test_heap_checked.py::test_leaks: 1 block(s), " \
+                              "10 bytes, left allocated: 10 bytes of tensor int16[5] at 0x" in message, message
+    assert outcome["test_keeps_on_purpose"] == []
+    assert [tag for tag, _ in outcome["test_fails_holding_a_tensor"]] == ["failure"]
+    # test_tidy runs while the failed test's tensor is freed: that is not its leak
+    assert outcome["test_tidy"] == [] and outcome["test_own_session_is_not_watched"] == []
+    assert outcome["test_frees_what_others_allocated"] == []

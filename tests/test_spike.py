@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, load_and_check_vadd, require_spike
+from helpers import EXAMPLES, KERNELS, load_and_check_vadd, require_spike
 from utvm_host import Session, ToolNotFoundError, TransportError, build, devices, launch
 from utvm_host.layout import MemoryLayout
 from utvm_host.link import Linker

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, KERNELS
+from helpers import EXAMPLES, KERNELS
 from utvm_host import BuildError, ToolNotFoundError, build, devices
 from utvm_host.elf import ElfFile
 from utvm_host.toolchain import SHIM_PREFIX, shim_source

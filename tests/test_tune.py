@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES
+from helpers import EXAMPLES
 from utvm_host import devices
 from utvm_host.tune import tune
 

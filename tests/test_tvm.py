@@ -16,7 +16,7 @@ from utvm_host.elf import ElfFile
 from utvm_host.toolchain import check_target
 from utvm_host.toolchain import Library, tvm_include_dirs
 
-from conftest import CROSS, device_cfg, require_tool, require_tvm, session_for
+from helpers import CROSS, device_cfg, is_host, require_tool, require_tvm, session_for
 
 
 def prim(name, tensors):
@@ -154,7 +154,15 @@ def test_device_tensors_dynamic_shape_and_scalars(tsess, tcfg):
         mod["axpk"](dx, dy, 2.5, -3)
         np.testing.assert_array_equal(dy.numpy(), x * 2.5 - 3)
     r = mod.time_evaluator("axpk", number=3, repeat=2)(dx, dy, 1.0, 0)
-    assert len(r.values) == 2 and all(v >= 0 for v in r.values)
+    assert (r.number, r.repeat, len(r.values)) == (3, 2, 2)
+    # the timed calls ran on the device tensors with the new scalars: x * 1.0 + 0
+    np.testing.assert_array_equal(dy.numpy(), np.arange(33, dtype=np.float32))
+    if is_host(tcfg):
+        assert r.counter == "nanoseconds"
+    elif tcfg["transport"].get("launch") == "spike":
+        assert r.counter == "instructions" and r.values[0] == r.values[1] > 0   # exact: every repeat the same
+    else:
+        assert r.counter == "cycles"
     mod.unload()
 
 
@@ -289,7 +297,7 @@ FIX = "build it for this device: build(sources, cfg), or with TVM's LLVM backend
 
 
 def test_wrong_word_size_is_refused_at_load(llvm_objects):
-    from conftest import require_spike
+    from helpers import require_spike
     require_spike()
     with Session(devices.spike(isa="rv32imac")) as sess:
         with pytest.raises(LinkError) as e:

@@ -13,6 +13,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .elf import CType
+# Fault decoding lives with its architecture family (utvm_host.arch); these names stay here too.
+from .arch.cortexm import CFSR_BFARVALID, CFSR_CAUSES, CFSR_MMARVALID, cortex_m_cause  # noqa: F401
+from .arch.riscv import RISCV_ADDRESS_CAUSES, RISCV_CAUSES, riscv_cause  # noqa: F401
 
 #: Bytes per argument slot in the argument block (fits every scalar and pointer we pass).
 SLOT_SIZE = 8
@@ -103,52 +106,6 @@ def unsupported_reason(sig) -> Optional[str]:
             return (f"parameter {i + 1} ({p.name or '?'}) has type {p.type.spelling}; kernels take pointers to "
                     "scalars, or integers, floats and doubles by value (pass a struct through a pointer)")
     return None
-
-
-#: RISC-V mcause exception codes (privileged spec, table "Machine cause register values").
-RISCV_CAUSES = {
-    0: "instruction address misaligned", 1: "instruction access fault", 2: "illegal instruction",
-    3: "breakpoint", 4: "load address misaligned", 5: "load access fault", 6: "store/AMO address misaligned",
-    7: "store/AMO access fault", 8: "environment call from U-mode", 9: "environment call from S-mode",
-    11: "environment call from M-mode", 12: "instruction page fault", 13: "load page fault",
-    15: "store/AMO page fault",
-}
-#: Causes whose mtval is the faulting data or instruction address.
-RISCV_ADDRESS_CAUSES = frozenset({0, 1, 4, 5, 6, 7, 12, 13, 15})
-
-
-def riscv_cause(mcause: int, xlen: int) -> str:
-    """``"illegal instruction (mcause 2)"``; interrupts say so."""
-    interrupt = mcause >> (xlen - 1) & 1
-    code = mcause & ((1 << (xlen - 1)) - 1)
-    if interrupt:
-        return f"unexpected interrupt {code} (mcause 0x{mcause:x})"
-    return f"{RISCV_CAUSES.get(code, 'exception')} (mcause {code})"
-
-
-#: Cortex-M CFSR bits (Armv7-M ARM B3.2.15; Armv8-M adds STKOF), first match names the cause.
-CFSR_CAUSES = (
-    (16, "undefined instruction"), (17, "invalid state (a jump to an address without the Thumb bit?)"),
-    (18, "invalid exception return"), (19, "no coprocessor (is the FPU enabled?)"),
-    (20, "stack overflow (stack limit)"), (24, "unaligned access"), (25, "integer divide by zero"),
-    (0, "instruction access violation"), (1, "data access violation"), (4, "MemManage fault on exception entry"),
-    (8, "instruction bus error"), (9, "precise data bus error"), (10, "imprecise data bus error"),
-    (12, "bus fault on exception entry (stack overflow?)"), (11, "bus fault on exception return"),
-)
-CFSR_MMARVALID = 1 << 7
-CFSR_BFARVALID = 1 << 15
-
-
-def cortex_m_cause(cfsr: int, hfsr: int) -> str:
-    """``"precise data bus error (HardFault)"`` from the fault status registers."""
-    for bit, text in CFSR_CAUSES:
-        if cfsr >> bit & 1:
-            return f"{text} (HardFault)" if hfsr >> 30 & 1 else text
-    if hfsr >> 1 & 1:
-        return "vector table read fault (HardFault)"
-    if hfsr >> 30 & 1:   # forced with no configurable fault: a BKPT no debugger took
-        return "breakpoint instruction (BKPT) (HardFault)"
-    return f"HardFault (HFSR=0x{hfsr:08x})"
 
 
 # ---- TVM FFI structs (DLPack's DLTensor, TVM FFI's TVMFFIAny) --------------------------------

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from . import arch
 from .errors import DeviceError, ToolNotFoundError, UtvmError
 from .session import call_context
 from .transport.base import StopInfo, Transport, Writes
@@ -201,7 +202,7 @@ class Debugger:
         target = session._debug_endpoint().gdb_target()
         self.mi = MiClient([path, "--nx", "--quiet", "--interpreter=mi3"])
         self._done_addr = session._sym["UTVMDone"] & ~1
-        self._riscv = session.cfg.abi["elf_machine"] == "EM_RISCV"
+        self._arch = arch.for_config(session.cfg)
         self._fault_bp: Optional[int] = None
         self._restore: Dict[str, int] = {}   # the handler's registers while a fault is shown
         self._seen = 0                       # stops the user has been shown
@@ -213,8 +214,10 @@ class Debugger:
             for setting in ("confirm off", "pagination off", "mi-async on", "breakpoint pending off"):
                 self.mi.command(f"-gdb-set {setting}")
             self.mi.command(f"-file-exec-and-symbols {session.runtime.elf_path}")
+            for image in session.runtime_parts:
+                self._add_symbols(image.owner, image)
             for mod in session.modules:
-                self._add_symbols(mod)
+                self._add_symbols(mod.name, mod.image)
             self.mi.command(f"-target-select remote {target}", timeout=30)
             self.mi.wait_stop(0, 2.0)   # the halted target's first stop report: not a new stop
             self._seen = len(self.mi.stops)
@@ -230,18 +233,22 @@ class Debugger:
 
     # -- symbols -----------------------------------------------------------------------------
 
-    def _add_symbols(self, mod) -> None:
-        """add-symbol-file for a loaded module's linked ELF with each section's address."""
-        command = add_symbol_file_command(mod.image.elf_path, {b.what: b.start for b in mod.image.blocks})
+    def _add_symbols(self, name: str, image) -> None:
+        """add-symbol-file for a placed image's linked ELF (a module's, or a runtime part's) with
+        each section's address."""
+        command = add_symbol_file_command(image.elf_path, {b.what: b.start for b in image.blocks})
         if command:
             self.mi.console_command(command)
-            self._symbol_files[mod.name] = mod.image.elf_path
+            self._symbol_files[name] = image.elf_path
 
     def _module_loaded(self, mod) -> None:
-        self._add_symbols(mod)
+        self._add_symbols(mod.name, mod.image)
 
     def _module_unloaded(self, mod) -> None:
-        path = self._symbol_files.pop(mod.name, None)
+        self._remove_symbols(mod.name)
+
+    def _remove_symbols(self, name: str) -> None:
+        path = self._symbol_files.pop(name, None)
         if path is not None:
             self.mi.console_command(f"remove-symbol-file {path}")
 
@@ -260,8 +267,10 @@ class Debugger:
         set. ``cont()`` then lets the call end in a DeviceFault as usual."""
         # RISC-V: the trap vector's first instruction (every register but pc is the faulting
         # code's). Cortex-M: UTVMFaultRecord(frame, exc), which the handler branches to with the
-        # exception frame's address (r4-r11 untouched).
-        symbol = "UTVMTrapEntry" if self._riscv else "UTVMFaultRecord"
+        # exception frame's address (r4-r11 untouched). See utvm_host.arch.
+        symbol = self._arch.fault_symbol
+        if symbol is None:
+            raise DebuggerError(f"no fault breakpoint on {self.session.cfg['arch']} devices")
         number = self.break_at(f"*0x{self.session._sym[symbol] & ~1:x}")
         self._fault_bp = number
         return number
@@ -345,47 +354,23 @@ class Debugger:
         for v in values:
             (frame.args if v.get("arg") else frame.locals)[v["name"]] = v.get("value", "")
 
+    def read_word(self, addr: int) -> int:
+        """A 32-bit little-endian word of device memory (what the fault decoder reads)."""
+        return int.from_bytes(self.read_memory(addr, 4), "little")
+
     def _fault_frame(self, stop: Frame) -> Frame:
-        """The faulting code's frame, seen from the trap handler's first instruction."""
-        from . import abi
-        if self._riscv:
-            # Every register but pc still holds the faulting code's state: show it at mepc.
-            xlen = 8 * self.session.cfg.pointer_size
-            mask = (1 << xlen) - 1   # gdb shows CSRs as signed longs
-            mcause, mepc, mtval = (int(self.evaluate(f"${r}"), 0) & mask for r in ("mcause", "mepc", "mtval"))
-            code = mcause & ((1 << (xlen - 1)) - 1)
-            fault = {"cause": abi.riscv_cause(mcause, xlen), "pc": mepc,
-                     "address": mtval if code in abi.RISCV_ADDRESS_CAUSES else None}
-            # Until the core resumes, pc shows the faulting instruction, so evaluate() and
-            # command() see the faulting frame; _resume() puts the trap handler's pc back.
-            self._restore = {"pc": stop.pc}
-            self._set_regs({"pc": mepc})
-            here = self.mi.command("-stack-info-frame")["frame"]
-            frame = Frame(function=here.get("func"), file=here.get("file"),
-                          line=int(here["line"]) if here.get("line") else None, pc=mepc, reason="fault",
-                          breakpoint=stop.breakpoint, fault=fault)
-            self._variables(frame)
-            return frame
-        # Cortex-M: show the faulting code by loading the exception frame's registers (put back
-        # by _put_back_pc before the core runs on).
-        cfsr, hfsr, mmfar, bfar = (int.from_bytes(self.read_memory(a, 4), "little")
-                                   for a in (0xE000ED28, 0xE000ED2C, 0xE000ED34, 0xE000ED38))
-        address = bfar if cfsr & abi.CFSR_BFARVALID else mmfar if cfsr & abi.CFSR_MMARVALID else None
-        names = ("r0", "r1", "r2", "r3", "r12", "lr", "pc", "sp")
-        now = {n: int(self.evaluate(f"(unsigned int)${n}"), 0) for n in names}
-        exc_return, base = now["lr"], now["r0"]
-        words = [int.from_bytes(self.read_memory(base + 4 * i, 4), "little") for i in range(8)]
-        size = 0x20 if exc_return & 0x10 else 0x68   # basic frame, or with the FP context
-        stacked = dict(zip(("r0", "r1", "r2", "r3", "r12", "lr", "pc"), words[:7]))
-        stacked["sp"] = base + size + (4 if words[7] & (1 << 9) else 0)   # xPSR bit 9: realigned
-        pc = stacked["pc"] & ~1
-        self._restore = now
-        self._set_regs(stacked)
+        """The faulting code's frame, seen from the fault handler's first instruction: the
+        architecture (utvm_host.arch) decodes the fault and names the registers that show the
+        faulting code (RISC-V: pc = mepc; Cortex-M: the exception frame's registers)."""
+        fault, show, restore = self._arch.debug_fault(self, self.session.cfg.pointer_size, stop.pc)
+        # Until the core resumes, the registers show the faulting code, so evaluate() and
+        # command() see its frame; _put_back_pc() restores the handler's before the core runs on.
+        self._restore = restore
+        self._set_regs(show)
         here = self.mi.command("-stack-info-frame")["frame"]
         frame = Frame(function=here.get("func"), file=here.get("file"),
-                      line=int(here["line"]) if here.get("line") else None, pc=pc, reason="fault",
-                      breakpoint=stop.breakpoint,
-                      fault={"cause": abi.cortex_m_cause(cfsr, hfsr), "pc": pc, "address": address})
+                      line=int(here["line"]) if here.get("line") else None, pc=fault.pc, reason="fault",
+                      breakpoint=stop.breakpoint, fault=fault.as_dict())
         self._variables(frame)
         return frame
 
@@ -454,8 +439,7 @@ class DebugTransport(Transport):
         self._idle = threading.Event()
         self._idle.set()
         cfg = dbg.session.cfg
-        riscv = cfg.abi["elf_machine"] == "EM_RISCV"
-        self._results = (10, 11, 12) if riscv else (0, 1, 2)
+        self._results = tuple(arch.for_config(cfg).gdb_registers(cfg).results)
         self._thumb = bool(cfg.abi.get("thumb"))
 
     def _mi_read(self, addr: int, n: int) -> bytes:

@@ -8,26 +8,17 @@ from __future__ import annotations
 import platform
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .arch import CORTEX_M, HOST, RISCV
+from .arch import cortexm as _cortexm, host as _host, riscv as _riscv_arch
 from .config import DeviceConfig
 from .errors import ConfigError
 
 KiB = 1024
 MiB = 1024 * 1024
 
-# Flags every target shares: no PIC (code is linked at its placed address), no stack
-# protector or unwind tables (they need a libc the device does not have), DWARF for signatures.
-_COMMON_CFLAGS = ["-fno-pic", "-fno-common", "-fno-stack-protector", "-fno-asynchronous-unwind-tables",
-                  "-fno-unwind-tables", "-fno-exceptions"]
-# The runtime implements memcpy/memset itself: keep gcc from turning their loops into calls to them.
-_RUNTIME_CFLAGS = ["-fno-builtin", "-fno-tree-loop-distribute-patterns"]
-# RISC-V code is linked --no-relax, so gp-relative small data never pays; with the runtime's
-# globals all in .bss gcc addresses them from fewer auipc's (66 bytes less code on rv32 -Os).
-_RISCV_RUNTIME_CFLAGS = _RUNTIME_CFLAGS + ["-msmall-data-limit=0"]
-
-_HOST_ABIS = {
-    "x86_64": {"name": "sysv-x86_64", "elf_machine": "EM_X86_64", "extra": ["-fcf-protection=none"]},
-    "aarch64": {"name": "aapcs64", "elf_machine": "EM_AARCH64", "extra": []},
-}
+# Per-family knowledge (ABIs, compiler flags, cores, QEMU machines) lives in utvm_host.arch;
+# these tables stay here by name (the registry lists the architectures from them).
+_HOST_ABIS = _host.HOST_ABIS
 
 
 def _layout(order: Sequence[Tuple[str, int]], starts: Optional[Dict[str, int]] = None) -> Dict[str, Dict[str, int]]:
@@ -55,9 +46,7 @@ def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: flo
     x86_64 (kernels are compiled without PIC for the small code model).
     """
     machine = platform.machine()
-    if machine not in _HOST_ABIS:
-        raise ConfigError(f"the host device supports x86_64 and aarch64 machines; this one is {machine!r}")
-    abi = _HOST_ABIS[machine]
+    HOST.machine(machine)   # ConfigError on another machine
     if machine == "x86_64" and base_addr + memory_size > 1 << 31:
         raise ConfigError(f"the host device's memory (0x{base_addr:x}-0x{base_addr + memory_size:x}) must end below "
                           "2 GiB on x86_64: kernels are compiled for the small code model; lower base_addr "
@@ -70,11 +59,8 @@ def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: flo
     cfg = DeviceConfig({
         "name": "host",
         "arch": machine,
-        "abi": {"name": abi["name"], "pointer_size": 8, "endian": "little", "elf_machine": abi["elf_machine"],
-                "elf_class": 64, "stack_align": 16, "thumb": False},
-        "toolchain": {"prefix": "", "cc": "gcc", "cflags": _COMMON_CFLAGS + ["-fno-pie"] + abi["extra"],
-                      "runtime_cflags": list(_RUNTIME_CFLAGS), "ldflags": ["-no-pie"], "libs": ["-lgcc"],
-                      "package": "gcc"},
+        "abi": HOST.config_abi(machine),
+        "toolchain": HOST.config_toolchain(machine),
         "memory": _memory([(base_addr, memory_size)]),
         "mem_layout": layout,
         "transport": {"kind": "host"},
@@ -87,19 +73,12 @@ def host(memory_size: int = 128 * MiB, base_addr: int = 0x10000000, timeout: flo
     return cfg.validate().mark_defaults()
 
 
-_RISCV_ISAS = {
-    "rv32imac": ("ilp32", 4), "rv32imc": ("ilp32", 4), "rv32im": ("ilp32", 4), "rv32i": ("ilp32", 4),
-    "rv32imafc": ("ilp32f", 4), "rv32gc": ("ilp32d", 4),
-    "rv64imac": ("lp64", 8), "rv64imc": ("lp64", 8), "rv64im": ("lp64", 8),
-    "rv64imafdc": ("lp64d", 8), "rv64gc": ("lp64d", 8),
-}
+_RISCV_ISAS = _riscv_arch.ISAS
 
 
 def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[str, Any],
            timeout: float, clock_hz: Optional[int]) -> DeviceConfig:
-    if isa not in _RISCV_ISAS:
-        raise ConfigError(f"unknown RISC-V isa {isa!r}; known: {', '.join(_RISCV_ISAS)}")
-    mabi, ptr = _RISCV_ISAS[isa]
+    RISCV.isa(isa)   # ConfigError on an unknown ISA
     ram = memory[0]["size"]
     # Small regions for code, the rest split between tensors and workspace.
     fixed = [("text", 256 * KiB), ("rodata", 128 * KiB), ("data", 64 * KiB), ("bss", 128 * KiB),
@@ -116,20 +95,14 @@ def _riscv(name: str, isa: str, memory: List[Dict[str, Any]], transport: Dict[st
     cfg = DeviceConfig({
         "name": name,
         "arch": isa,
-        "abi": {"name": mabi, "pointer_size": ptr, "endian": "little", "elf_machine": "EM_RISCV",
-                "elf_class": 8 * ptr, "stack_align": 16, "thumb": False},
-        "toolchain": {"prefix": "riscv64-unknown-elf-", "cc": "gcc",
-                      "cflags": [f"-march={isa}", f"-mabi={mabi}", "-mcmodel=medany", "--specs=picolibc.specs"]
-                      + _COMMON_CFLAGS,
-                      "runtime_cflags": list(_RISCV_RUNTIME_CFLAGS),
-                      "ldflags": [f"-march={isa}", f"-mabi={mabi}", "-Wl,--no-relax", "--specs=picolibc.specs"], "libs": ["-lm", "-lc", "-lgcc"],
-                      "package": "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"},
+        "abi": RISCV.config_abi(isa),
+        "toolchain": RISCV.config_toolchain(isa),
         "memory": memory,
         "mem_layout": _layout(order),
         "transport": transport,
         # printf: Spike's HTIF, QEMU virt's 16550 UART; boards: set cfg["console"] to their UART
         "console": {"kind": "htif"} if transport.get("launch") == "spike" else
-        {"kind": "ns16550", "base": 0x10000000} if transport.get("launch") == "qemu" else {"kind": "none"},
+        {"kind": "ns16550", "base": _riscv_arch.QEMU_UART} if transport.get("launch") == "qemu" else {"kind": "none"},
         # Spike models no pipeline: mcycle == minstret, so it counts instructions (FACTS.md);
         # QEMU's mcycle follows the host's clock. Seconds need cfg["clock_hz"].
         "counter": {"name": "instructions", "per_second": None} if transport.get("launch") == "spike"
@@ -154,28 +127,15 @@ def spike(isa: str = "rv32imac", *, base_addr: int = 0x80000000, memory_size: in
     return _riscv(f"spike-{isa}", isa, mem, transport, timeout, 100_000_000)
 
 
-_ARM_CORES = {
-    # core: (cflags, memory [(start, size, name)], machine)
-    "cortex-m3": (["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"],
-                  [(0x00000000, 4 * MiB, "code"), (0x20000000, 4 * MiB, "sram")], "mps2-an385"),
-    "cortex-m33": (["-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
-                   [(0x10000000, 4 * MiB, "code"), (0x38000000, 4 * MiB, "sram")], "mps2-an505"),
-    # Boards only (no QEMU machine here): memory comes from devices.openocd(memory=...).
-    "cortex-m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], [], None),
-    "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], [], None),
-}
-
-
-#: UART0 of the QEMU MPS2 machines (an385: CMSDK APB UART; an505: the secure alias, the core
-#: starts in secure state).
-_ARM_UART0 = {"cortex-m3": 0x40004000, "cortex-m33": 0x50200000}
+#: core: (cflags, memory [(start, size, name)], QEMU machine); see utvm_host.arch.cortexm.
+_ARM_CORES = _cortexm.CORES
+#: UART0 of the QEMU MPS2 machines.
+_ARM_UART0 = _cortexm.UART0
 
 
 def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dict[str, Any],
               timeout: float) -> DeviceConfig:
-    if core not in _ARM_CORES:
-        raise ConfigError(f"unknown Arm core {core!r}; known: {', '.join(_ARM_CORES)}")
-    cflags = _ARM_CORES[core][0]
+    CORTEX_M.core(core)   # ConfigError on an unknown core
     code, ram = memory[0], memory[-1]
     if code is not ram:
         code["attrs"] = "rx"      # where code goes; data, tensors and the stack live in RAM
@@ -210,12 +170,8 @@ def _cortex_m(name: str, core: str, memory: List[Dict[str, Any]], transport: Dic
     cfg = DeviceConfig({
         "name": name,
         "arch": core,
-        "abi": {"name": "aapcs", "pointer_size": 4, "endian": "little", "elf_machine": "EM_ARM",
-                "elf_class": 32, "stack_align": 8, "thumb": True},
-        "toolchain": {"prefix": "arm-none-eabi-", "cc": "gcc", "cflags": cflags + ["--specs=nano.specs"]
-                      + _COMMON_CFLAGS, "runtime_cflags": list(_RUNTIME_CFLAGS),
-                      "ldflags": cflags + ["--specs=nano.specs"], "libs": ["-lm", "-lc", "-lgcc"],
-                      "package": "gcc-arm-none-eabi libnewlib-arm-none-eabi"},
+        "abi": CORTEX_M.config_abi(),
+        "toolchain": CORTEX_M.config_toolchain(core),
         "memory": memory,
         "mem_layout": mem_layout,
         "transport": transport,
@@ -268,16 +224,17 @@ def qemu(machine: str = "riscv32", *, icount: bool = False, timeout: float = 10.
     suffix = "-serial" if serial_link else ""
     if machine in ("riscv32", "riscv64"):
         isa = "rv32imac" if machine == "riscv32" else "rv64imac"
-        t = {"kind": "gdb", "launch": "qemu", "machine": "virt", "qemu": f"qemu-system-{machine}", "icount": icount}
+        t = {"kind": "gdb", "launch": "qemu", "machine": _riscv_arch.QEMU_MACHINE, "qemu": f"qemu-system-{machine}",
+             "icount": icount}
         mem = _memory([(0x80000000, 16 * MiB)])
         if serial_link:
-            t = _serial_transport("qemu", {"kind": "ns16550", "base": 0x10000000}, machine="virt",
-                                  qemu=t["qemu"], icount=icount)
+            t = _serial_transport("qemu", {"kind": "ns16550", "base": _riscv_arch.QEMU_UART},
+                                  machine=_riscv_arch.QEMU_MACHINE, qemu=t["qemu"], icount=icount)
             mem = _stub_shift(mem, t)
         cfg = _riscv(f"qemu-{machine}{suffix}", isa, mem, t, timeout, None)
     elif machine in _ARM_CORES and _ARM_CORES[machine][2]:
         regions = _ARM_CORES[machine][1]
-        t = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": "qemu-system-arm",
+        t = {"kind": "gdb", "launch": "qemu", "machine": _ARM_CORES[machine][2], "qemu": _cortexm.QEMU_PROGRAM,
              "icount": icount}
         mem = _memory([(s, n) for s, n, _ in regions], [name for _, _, name in regions])
         if serial_link:

@@ -25,15 +25,20 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import abi, launch
+from . import abi, arch, launch
 from .config import DeviceConfig
 from .elf import ElfFile
 from .errors import ConfigError
 from .graph import Graph
-from .toolchain import DEVICE_STUBS, LINKER_DIR, TVM_FFI_PREFIX, Toolchain, build_runtime
+from .toolchain import DEVICE_STUBS, LINKER_DIR, TVM_FFI_PREFIX, Toolchain, build_runtime, build_runtime_parts
 
 FIRMWARE_STUBS = DEVICE_STUBS / "firmware"
-_FW_ARCH = {"EM_RISCV": "riscv", "EM_ARM": "cortexm"}
+
+
+def _firmware_family(cfg: DeviceConfig) -> Optional[arch.Arch]:
+    """The family of ``cfg`` when it has a standalone firmware (a folder under device_stubs/firmware/)."""
+    family = arch.lookup(cfg.abi["elf_machine"])
+    return family if family is not None and family.firmware_stubs else None
 
 
 def _c_name(name: str) -> str:
@@ -86,16 +91,21 @@ class Firmware:
     def command(self) -> List[str]:
         """The simulator command line that runs this firmware."""
         t = self.cfg["transport"]
-        if self.cfg.abi["elf_machine"] == "EM_RISCV":
+        if self._runner() == "spike":
             mem = ",".join(f"0x{m['start']:x}:0x{m['size']:x}" for m in self.cfg["memory"])
             return [launch.find_spike(), f"--isa={t.get('isa', self.cfg['arch'])}", f"-m{mem}", str(self.path)]
         qemu = launch.require_program(t["qemu"], "qemu-system-arm")
         return [qemu, "-machine", t["machine"], "-nographic", "-monitor", "none", "-serial", "none",
                 "-semihosting-config", "enable=on,target=native", "-kernel", str(self.path)]
 
+    def _runner(self) -> Optional[str]:
+        """What runs this firmware: "spike" or "qemu-semihosting" (see utvm_host.arch)."""
+        family = _firmware_family(self.cfg)
+        return family.firmware_runner if family is not None else None
+
     def run(self, timeout: float = 120.0) -> FirmwareRun:
         """Run the firmware in its simulator (Spike, or QEMU for Cortex-M) with no session."""
-        if self.cfg.abi["elf_machine"] == "EM_RISCV":
+        if self._runner() == "spike":
             launch.require_program("dtc", "device-tree-compiler", "Spike runs dtc to build its device tree")
         try:
             proc = subprocess.run(self.command(), capture_output=True, text=True, timeout=timeout)
@@ -234,13 +244,13 @@ def export_firmware(graph: Graph, cfg: DeviceConfig, path: Union[str, Path], *,
     Cortex-M). ``inputs`` sets the inputs' initial contents (zeros otherwise);
     ``workspace_size`` the TVMBackendAllocWorkspace pool (default: the device's workspace
     size when a kernel uses it, else none)."""
-    machine = cfg.abi["elf_machine"]
-    if machine not in _FW_ARCH:
+    family = _firmware_family(cfg)
+    if family is None:
         raise ConfigError(f"standalone firmware is built for RISC-V (run on Spike) and Cortex-M (semihosting) "
-                          f"devices; '{cfg.name}' is {machine}: run the graph there with GraphExecutor")
-    if machine == "EM_RISCV" and cfg["transport"].get("launch") != "spike":
-        raise ConfigError(f"standalone RISC-V firmware ends through Spike's HTIF; '{cfg.name}' is not a Spike "
-                          "device: export for devices.spike(isa=...)")
+                          f"devices; '{cfg.name}' is {cfg.abi['elf_machine']}: run the graph there with GraphExecutor")
+    problem = family.firmware_problem(cfg)
+    if problem is not None:
+        raise ConfigError(problem)
     path = Path(path)
     tc = Toolchain(cfg)
     library = graph.build(cfg)
@@ -268,20 +278,22 @@ def export_firmware(graph: Graph, cfg: DeviceConfig, path: Union[str, Path], *,
             (work / f"input_{_c_name(name)}.bin").write_bytes(arr.tobytes())
         for fname, text in graph_program(graph, library, workspace_size, arrays).items():
             (work / fname).write_text(text)
-        arch = FIRMWARE_STUBS / _FW_ARCH[machine]
+        startup = FIRMWARE_STUBS / family.firmware_stubs
         sources = [work / "graph_main.c", work / "graph_data.S", FIRMWARE_STUBS / "utvm_firmware.c"] + \
-            sorted(arch.glob("*.c")) + sorted(arch.glob("*.S"))
+            sorted(startup.glob("*.c")) + sorted(startup.glob("*.S"))
         objects = []
         for i, src in enumerate(sources):
             obj = work / f"{i}_{src.stem}.o"
             tc.compile(src, obj, cflags=["-O2", "-Wall"], include_dirs=[FIRMWARE_STUBS, work], runtime=True)
             objects.append(obj)
+        # the runtime's parts linked on demand: --gc-sections drops those no kernel calls
+        parts = [part.path for part in build_runtime_parts(cfg)]
         script = work / "firmware.ld"
-        script.write_text(_linker_script(cfg, "_start" if machine == "EM_RISCV" else "utvm_fw_reset"))
+        script.write_text(_linker_script(cfg, family.firmware_entry))
         out = work / "firmware.elf"
         cmd = [tc.cc, "-nostdlib", "-nostartfiles", "-static"] + tc.ldflags + \
               ["-T", str(script), "-Wl,--build-id=none", "-Wl,--gc-sections"] + \
-              [str(o) for o in objects] + [library.path, runtime.path] + tc.libs + ["-o", str(out)]
+              [str(o) for o in objects] + [library.path, runtime.path] + parts + tc.libs + ["-o", str(out)]
         tc.run(cmd, f"linking the firmware of '{graph.name}' for {cfg['arch']}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(out.read_bytes())
@@ -325,20 +337,20 @@ def serial_stub(cfg: DeviceConfig, path: Optional[Union[str, Path]] = None) -> P
     start of the device's first memory region and ``STUB_RAM`` from the start of RAM, or, with a
     single region, both at its end (its entry is the ELF's: QEMU and loaders start there)."""
     from .toolchain import _cached_entry, _sha256_file, _sha256_json
-    machine = cfg.abi["elf_machine"]
-    if machine not in _FW_ARCH:
-        raise ConfigError(f"the serial stub is built for RISC-V and Cortex-M devices; '{cfg.name}' is {machine}")
+    family = _firmware_family(cfg)
+    if family is None:
+        raise ConfigError(f"the serial stub is built for RISC-V and Cortex-M devices; '{cfg.name}' is "
+                          f"{cfg.abi['elf_machine']}")
     uart = cfg.get("transport", {}).get("uart") or cfg.get("console", {})
     kind = {"ns16550": "UTVM_SERIAL_NS16550", "cmsdk-uart": "UTVM_SERIAL_CMSDK"}.get(uart.get("kind"))
     if kind is None or "base" not in uart:
         raise ConfigError(f"the serial stub needs the device's UART: cfg['transport']['uart'] = "
                           f"{{'kind': 'ns16550' | 'cmsdk-uart', 'base': address}} (got {uart!r})")
     tc = Toolchain(cfg)
-    arch = FIRMWARE_STUBS / _FW_ARCH[machine]
+    startup = FIRMWARE_STUBS / family.firmware_stubs
     sources = [DEVICE_STUBS / "serial" / "utvm_serial_stub.c", FIRMWARE_STUBS / "utvm_firmware.c"] + \
-        sorted(arch.glob("*.c")) + sorted(arch.glob("*.S"))
-    if machine == "EM_RISCV":   # the startup's fault path writes through HTIF: its mailboxes and write
-        sources.append(DEVICE_STUBS / "riscv" / "utvm_riscv.c")
+        sorted(startup.glob("*.c")) + sorted(startup.glob("*.S")) + \
+        [DEVICE_STUBS / extra for extra in family.serial_stub_sources]   # e.g. RISC-V's HTIF write
     mem = cfg.get("transport", {}).get("stub_memory") or cfg["memory"]
     code, ram = mem[0], mem[-1]
     stub_cfg = DeviceConfig(dict(cfg))
@@ -346,7 +358,7 @@ def serial_stub(cfg: DeviceConfig, path: Optional[Union[str, Path]] = None) -> P
         [dict(code, start=code["start"] + code["size"] - STUB_CODE - STUB_RAM, size=STUB_CODE + STUB_RAM)]
     stub_cfg["memory"] = layout
     stub_cfg["mem_layout"] = dict(cfg["mem_layout"], stack={"size": 4096})
-    script = _linker_script(stub_cfg, "_start" if machine == "EM_RISCV" else "utvm_fw_reset")
+    script = _linker_script(stub_cfg, family.firmware_entry)
     defines = {kind: f"0x{uart['base']:x}"}
     if len(mem) == 1:
         script = script.replace("MEMORY\n{\n", f"MEMORY\n{{\n  BOOT (rx) : ORIGIN = 0x{code['start']:x}, LENGTH = "

@@ -230,6 +230,27 @@ class SectionAllocator:
             self._used -= block.size
             self._release(block.start, block.size)
 
+    def shrink(self, block: Block, size: int) -> Block:
+        """Give back the tail of ``block`` beyond its first ``size`` bytes; returns the block
+        that stays (same start, owner and ``what``). ``size`` must be at most ``block.size``.
+        Raises ValueError like :meth:`free` for a block that is not allocated here."""
+        size = self._check_size(size)
+        index = self._index_of(block) if isinstance(block, Block) else None
+        if index is None:
+            desc = block.describe() if isinstance(block, Block) else repr(block)
+            raise ValueError(f"cannot shrink {desc}: it is not allocated in region '{self.name}' "
+                             "(freed already, or allocated elsewhere)")
+        if size > block.size:
+            raise ValueError(f"cannot shrink {block.describe()} to {size:,} bytes: that is larger")
+        if size == block.size:
+            return block
+        del self._blocks[index]
+        kept = Block(self.name, block.start, size, block.owner, block.what)
+        bisect.insort(self._blocks, kept, key=_block_key)
+        self._used -= block.size - size
+        self._release(kept.end, block.size - size)
+        return kept
+
     def free_owner(self, owner: str) -> int:
         """Free every block whose owner is ``owner``; returns the bytes freed (0 if none)."""
         mine = [b for b in self._blocks if b.owner == owner]
@@ -396,6 +417,10 @@ class MemoryLayout:
     def free(self, block: Block) -> None:
         """Return ``block`` to its region."""
         self[block.region].free(block)
+
+    def shrink(self, block: Block, size: int) -> Block:
+        """Give back all of ``block`` but its first ``size`` bytes (see :meth:`SectionAllocator.shrink`)."""
+        return self[block.region].shrink(block, size)
 
     @staticmethod
     def _auto_error(region: SectionAllocator, size: int, owner: str, what: str, align: int) -> LayoutError:

@@ -21,9 +21,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Container, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from . import abi
+from . import abi, arch
+from .arch.riscv import riscv_extensions  # noqa: F401  (public here too)
 from .config import DeviceConfig
 from .elf import CType, ElfFile, Parameter, Signature
 from .errors import BuildError, LinkError, ToolNotFoundError
@@ -419,40 +420,19 @@ def _cached_entry(kind: str, key: str, make: Callable[[Path], None]) -> Path:
     return entry
 
 
-_ELF_MACHINE_NAMES = {"EM_X86_64": "x86_64", "EM_AARCH64": "AArch64", "EM_RISCV": "RISC-V", "EM_ARM": "Arm"}
-
-
 def describe_machine(machine: str, elf_class: int) -> str:
-    return f"{_ELF_MACHINE_NAMES.get(machine, machine)} {elf_class}-bit ({machine}, ELFCLASS{elf_class})"
+    """``"RISC-V 32-bit (EM_RISCV, ELFCLASS32)"``."""
+    return f"{arch.machine_name(machine)} {elf_class}-bit ({machine}, ELFCLASS{elf_class})"
 
 
-_RISCV_FLOAT_ABIS = {0: "soft-float", 2: "single-float", 4: "double-float", 6: "quad-float"}
 _FIX = "build it for this device: build(sources, cfg), or with TVM's LLVM backend target=tvm_target(cfg)"
 
 
 def float_abi(cfg: DeviceConfig) -> str:
     """How the device passes floats: RISC-V "soft-float"/"single-float"/"double-float" (from
     -mabi), Arm "hard-float" (VFP registers) or "soft-float"; "" where it does not matter."""
-    if cfg.abi["elf_machine"] == "EM_RISCV":
-        return {"f": "single-float", "d": "double-float"}.get(cfg.abi["name"][-1], "soft-float")
-    if cfg.abi["elf_machine"] == "EM_ARM":
-        return "hard-float" if "-mfloat-abi=hard" in cfg["toolchain"].get("cflags", []) else "soft-float"
-    return ""
-
-
-def riscv_extensions(arch: str) -> set:
-    """Single-letter extensions of a RISC-V ISA string ("rv32imac", or an object's
-    "rv32i2p1_m2p0_a2p1_c2p0_zicsr2p0"); "g" stands for imafd."""
-    arch = arch.lower()
-    if not arch.startswith(("rv32", "rv64")):
-        return set()
-    first, *rest = arch[4:].split("_")
-    # "imac" lists letters; "i2p1" (an object's attribute) is one letter with its version
-    letters = {first[0]} if any(ch.isdigit() for ch in first) else set(first)
-    letters |= {part[0] for part in rest if part and part[0] not in "zsx"}   # zicsr, zca, ... are not letters
-    if "g" in letters:
-        letters |= set("imafd")
-    return letters
+    family = arch.lookup(cfg.abi["elf_machine"])
+    return family.float_abi(cfg) if family is not None else ""
 
 
 def check_target(lib: Library, cfg: DeviceConfig) -> None:
@@ -468,17 +448,16 @@ def check_target(lib: Library, cfg: DeviceConfig) -> None:
             f"{'' if got[2] else ', big-endian'}, but the device '{cfg.name}' is "
             f"{describe_machine(want[0], want[1])}; {_FIX}")
     device_abi = float_abi(cfg)
-    if elf.machine == "EM_RISCV":
-        lib_abi = _RISCV_FLOAT_ABIS.get(elf.flags & 0x6, "unknown")
-        arch = str(elf.attributes().get("ARCH", ""))
-        missing = sorted(riscv_extensions(arch) - riscv_extensions(cfg["arch"]))
-        if missing:
-            raise LinkError(f"cannot load '{lib.name}': its code uses the RISC-V extension"
-                            f"{'s' if len(missing) > 1 else ''} {', '.join(m.upper() for m in missing)} ({arch}), "
-                            f"which the device '{cfg.name}' ({cfg['arch']}) does not have; {_FIX}")
-    elif elf.machine == "EM_ARM":
-        lib_abi = "hard-float" if elf.attributes().get("ABI_VFP_ARGS") == 1 else "soft-float"
-    else:
+    family = arch.lookup(elf.machine)
+    if family is None:
+        return
+    lib_abi = family.library_float_abi(elf)
+    missing, isa = family.missing_extensions(elf, cfg)
+    if missing:
+        raise LinkError(f"cannot load '{lib.name}': its code uses the {family.machine_names[elf.machine]} extension"
+                        f"{'s' if len(missing) > 1 else ''} {', '.join(m.upper() for m in missing)} ({isa}), "
+                        f"which the device '{cfg.name}' ({cfg['arch']}) does not have; {_FIX}")
+    if lib_abi is None:
         return
     if lib_abi != device_abi:
         raise LinkError(f"cannot load '{lib.name}': it passes floats by the {lib_abi} ABI, but the device "
@@ -499,28 +478,40 @@ def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] =
     return Library(str(entry / "lib.o"), name or src.stem, cfg["arch"], (str(src),))
 
 
-#: Per-architecture device code (entry, trap handler, HTIF), beside the portable runtime.
-ARCH_STUBS = {"EM_RISCV": "riscv", "EM_ARM": "cortexm", "EM_X86_64": "linux", "EM_AARCH64": "linux"}
+#: Per-architecture device code (entry, trap handler, HTIF), beside the portable runtime:
+#: ELF machine -> folder under device_stubs/ (from utvm_host.arch).
+ARCH_STUBS = arch.stub_folders()
 
 
 def runtime_sources(cfg: DeviceConfig) -> List[Path]:
     """The C and assembly files of the device runtime for ``cfg``: portable ones first."""
     sources = sorted((DEVICE_STUBS / "runtime").glob("*.c"))
-    arch = ARCH_STUBS.get(cfg.abi["elf_machine"])
-    if arch:
-        folder = DEVICE_STUBS / arch
+    port = ARCH_STUBS.get(cfg.abi["elf_machine"])
+    if port:
+        folder = DEVICE_STUBS / port
         sources += sorted(folder.glob("*.c")) + sorted(folder.glob("*.S"))
     return sources
 
 
+#: Parts of the runtime linked on demand: placed when a loaded library calls into them.
+RUNTIME_PARTS = DEVICE_STUBS / "runtime" / "on_demand"
+
+
+def _runtime_key(tc: "Toolchain", cfg: DeviceConfig, sources: Sequence[Path], defines: Mapping[str, object]) -> str:
+    """Cache key of runtime objects: the compiler, target, defines and every runtime source and header."""
+    headers = sorted(RUNTIME_INCLUDE.glob("*.h")) + sorted((DEVICE_STUBS / "runtime").glob("*.h"))
+    return _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
+                         "runtime_cflags": tc.runtime_cflags, "defines": {k: str(v) for k, v in defines.items()},
+                         "sources": [[p.name, _sha256_file(p)] for p in list(sources) + headers]})
+
+
 def build_runtime(cfg: DeviceConfig) -> Library:
-    """The device runtime (device_stubs/runtime) for ``cfg``, as a relocatable object."""
+    """The resident device runtime (device_stubs/runtime and the architecture's port) for
+    ``cfg``, as a relocatable object; :func:`build_runtime_parts` has the rest."""
     tc = Toolchain(cfg)
     sources = runtime_sources(cfg)
     defines = cfg.runtime_defines()
-    key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
-                        "runtime_cflags": tc.runtime_cflags, "defines": {k: str(v) for k, v in defines.items()},
-                        "sources": [[p.name, _sha256_file(p)] for p in sources + sorted(RUNTIME_INCLUDE.glob("*.h"))]})
+    key = _runtime_key(tc, cfg, sources, defines)
 
     def make(work: Path) -> None:
         objects = []
@@ -532,6 +523,55 @@ def build_runtime(cfg: DeviceConfig) -> Library:
 
     entry = _cached_entry("runtime", key, make)
     return Library(str(entry / "lib.o"), "runtime", cfg["arch"], tuple(map(str, sources)))
+
+
+def build_runtime_parts(cfg: DeviceConfig) -> List[Library]:
+    """The parts of the device runtime linked on demand (device_stubs/runtime/on_demand/: the
+    error API, the workspace allocator), one relocatable object each, named ``runtime (NAME)``.
+    A session places a part the first time a library it loads calls into it
+    (:func:`runtime_parts_needed`); a firmware link takes the ones its kernels call."""
+    tc = Toolchain(cfg)
+    sources = sorted(RUNTIME_PARTS.glob("*.c"))
+    defines = cfg.runtime_defines()
+    key = _runtime_key(tc, cfg, sources, defines)
+
+    def make(work: Path) -> None:
+        for src in sources:
+            tc.compile(src, work / f"{src.stem}.o", cflags=["-Os", "-Wall", "-Wextra"], runtime=True,
+                       defines=defines)
+
+    entry = _cached_entry("runtime-parts", key, make)
+    return [Library(str(entry / f"{src.stem}.o"), f"runtime ({src.stem.replace('utvm_', '')})", cfg["arch"],
+                    (str(src),)) for src in sources]
+
+
+def runtime_parts_needed(parts: Sequence[Library], wanted: Iterable[str], present: Container[str]) -> List[Library]:
+    """The parts (of :func:`build_runtime_parts`) to link for code that calls the names in
+    ``wanted`` where the names in ``present`` are on the device already: those defining a
+    wanted name, and those they call in turn, ordered so that each comes after the parts it
+    calls (link them in this order)."""
+    defines = {p.path: set(p.elf().defined_symbols()) for p in parts}
+    calls = {p.path: set(p.elf().undefined_symbols()) for p in parts}
+    want = {n for n in wanted if n not in present}
+    chosen: List[Library] = []
+    grew = True
+    while grew:
+        grew = False
+        for part in parts:
+            if part not in chosen and defines[part.path] & want:
+                chosen.append(part)
+                want |= {n for n in calls[part.path] if n not in present}
+                grew = True
+    ordered: List[Library] = []
+    while chosen:
+        ready = [p for p in chosen
+                 if not any(calls[p.path] & defines[q.path] for q in chosen if q is not p)]
+        if not ready:
+            raise BuildError("the device runtime's parts call each other in a circle: "
+                             + ", ".join(p.name for p in chosen) + "; please report this")
+        ordered += ready
+        chosen = [p for p in chosen if p not in ready]
+    return ordered
 
 
 def build_host_program(source: PathLike, cflags: Sequence[str] = ("-O2",)) -> str:

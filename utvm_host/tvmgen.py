@@ -20,40 +20,21 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
+from . import arch
 from .config import DeviceConfig
 from .errors import BuildError, ConfigError
-from .toolchain import TVM_HINT, Library, build, cache_root, library_from_object, riscv_extensions
+from .toolchain import TVM_HINT, Library, build, cache_root, library_from_object
 
 PathLike = Union[str, os.PathLike]
-
-#: LLVM CPU settings for the Arm cores (TVM target keys: mtriple, mcpu, mfloat-abi).
-_ARM_LLVM = {
-    "cortex-m3": ("thumbv7m-none-eabi", "soft"),
-    "cortex-m4": ("thumbv7em-none-eabihf", "hard"),
-    "cortex-m7": ("thumbv7em-none-eabihf", "hard"),
-    "cortex-m33": ("thumbv8m.main-none-eabihf", "hard"),
-}
 
 
 def tvm_target(cfg: DeviceConfig) -> Dict[str, Any]:
     """The TVM LLVM target (a JSON dict for ``tvm.target.Target``) whose objects load on
     ``cfg``'s device: same machine, word size, float ABI and instruction set extensions."""
-    machine = cfg.abi["elf_machine"]
-    if machine == "EM_RISCV":
-        letters = riscv_extensions(cfg["arch"])
-        mattr = [f"+{c}" for c in "mafdc" if c in letters]
-        return {"kind": "llvm", "mtriple": f"riscv{8 * cfg.pointer_size}-unknown-elf", "mattr": mattr,
-                "mabi": cfg.abi["name"]}
-    if machine == "EM_ARM":
-        if cfg["arch"] not in _ARM_LLVM:
-            raise ConfigError(f"no TVM LLVM target known for Arm core {cfg['arch']!r}; known: {', '.join(_ARM_LLVM)}")
-        triple, float_abi = _ARM_LLVM[cfg["arch"]]
-        return {"kind": "llvm", "mtriple": triple, "mcpu": cfg["arch"], "mfloat-abi": float_abi}
-    if machine == "EM_X86_64":
-        return {"kind": "llvm", "mtriple": "x86_64-unknown-linux-gnu"}
-    if machine == "EM_AARCH64":
-        return {"kind": "llvm", "mtriple": "aarch64-unknown-linux-gnu"}
-    raise ConfigError(f"no TVM LLVM target known for {machine}")
+    family = arch.lookup(cfg.abi["elf_machine"])
+    if family is None:
+        raise ConfigError(f"no TVM LLVM target known for {cfg.abi['elf_machine']}")
+    return family.tvm_target(cfg)
 
 
 def _import_tvm():

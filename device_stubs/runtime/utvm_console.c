@@ -112,14 +112,12 @@ void utvm_console_flush(void)
  * the character may find it still full, and is dropped; stored, it is dropped with the line. */
 static void console_put(char c)
 {
-  uint32_t n = utvm_console_len;
-  if (n >= UTVM_CONSOLE_LINE_SIZE) {
+  if (utvm_console_len >= UTVM_CONSOLE_LINE_SIZE) {
     utvm_console_flush();
-    n = utvm_console_len;
   }
-  if (n < UTVM_CONSOLE_LINE_SIZE) {
-    utvm_console_line[n] = c;
-    utvm_console_len = n + 1u;
+  if (utvm_console_len < UTVM_CONSOLE_LINE_SIZE) {
+    utvm_console_line[utvm_console_len] = c;
+    utvm_console_len++;
   }
   if (c == '\n') {
     utvm_console_flush();
@@ -145,6 +143,9 @@ int puts(const char *s)
 }
 
 /* ---- printf ------------------------------------------------------------------------------- */
+/* One function: the format is parsed, each argument read and each field printed in line, so
+ * every conversion shares the same code for padding and output (and for integers, the same
+ * digit loop). */
 
 #define FIELD_MAX 4095u    /* widths and precisions saturate here */
 #define FLOAT_PREC_MAX 40u /* and float precisions here */
@@ -154,7 +155,6 @@ int puts(const char *s)
 #define FLAG_ALT 8u
 #define FLAG_ZERO 16u
 #define FLAG_PREC 32u /* a precision was given */
-#define FLAG_UPPER 64u
 
 /* Argument sizes the length modifiers select (j, z and t map to the type of their size). */
 #define SIZE_CHAR ((int32_t)-2)
@@ -164,8 +164,25 @@ int puts(const char *s)
 #define SIZE_LONG_LONG ((int32_t)2)
 #define SIZE_LONG_DOUBLE ((int32_t)3) /* L: long long for integers, as glibc takes it */
 
+/* The sign a signed conversion shows: '-', '+' (flag +), ' ' (flag space) or none (0). */
+static char sign_of(uint32_t flags, bool negative)
+{
+  char sign = '\0';
+  if (negative) {
+    sign = '-';
+  } else if ((flags & FLAG_PLUS) != 0u) {
+    sign = '+';
+  } else if ((flags & FLAG_SPACE) != 0u) {
+    sign = ' ';
+  } else {
+    /* no sign */
+  }
+  return sign;
+}
+
+#if defined(UTVM_CONSOLE_FLOAT)
 typedef struct {
-  uint32_t count; /* characters printed by this printf */
+  uint32_t count; /* characters printed */
   uint32_t flags;
   uint32_t width; /* after field_begin: the padding still owed after the body */
   uint32_t prec;
@@ -179,53 +196,28 @@ static void emit_repeat(char c, uint32_t n)
   }
 }
 
-static void emit_text(const char *s, uint32_t n)
+/* Starts a field whose body is len characters after sign (none: '\0'): a right-aligned field
+ * gets its padding (spaces, or zeros with the 0 flag) now, a left-aligned one keeps it in
+ * f->width for the end. Counts the whole field. */
+static void field_begin(console_field *f, char sign, uint32_t len)
 {
-  uint32_t i;
-  for (i = 0u; i < n; i++) {
-    console_put(s[i]);
-  }
-}
-
-/* The length of s, at most max. */
-static uint32_t text_len(const char *s, uint32_t max)
-{
-  uint32_t n = 0u;
-  while ((n < max) && (s[n] != '\0')) {
-    n++;
-  }
-  return n;
-}
-
-/* Starts a field whose body is len characters after prefix (a sign or "0x") and zeros leading
- * zeros: a right-aligned field gets its padding (spaces, or zeros with the 0 flag) now, a
- * left-aligned one keeps it in f->width for the end. Counts the whole field. */
-static void field_begin(console_field *f, const char *prefix, uint32_t len, uint32_t zeros)
-{
-  const uint32_t prefix_len = text_len(prefix, 2u);
-  const uint32_t used = prefix_len + len + zeros;
+  const uint32_t used = ((sign != '\0') ? 1u : 0u) + len;
   uint32_t fill = (f->width > used) ? (f->width - used) : 0u;
-  uint32_t zero_fill = zeros;
+  uint32_t zero_fill = 0u;
   f->count += used + fill;
   if ((f->flags & FLAG_LEFT) == 0u) {
     if ((f->flags & FLAG_ZERO) != 0u) {
-      zero_fill += fill;
+      zero_fill = fill;
     } else {
       emit_repeat(' ', fill);
     }
     fill = 0u;
   }
-  emit_text(prefix, prefix_len);
+  if (sign != '\0') {
+    console_put(sign);
+  }
   emit_repeat('0', zero_fill);
   f->width = fill;
-}
-
-/* A whole field: prefix, zeros, then the len characters of body, padded to the width. */
-static void put_field(console_field *f, const char *prefix, uint32_t zeros, const char *body, uint32_t len)
-{
-  field_begin(f, prefix, len, zeros);
-  emit_text(body, len);
-  emit_repeat(' ', f->width);
 }
 
 /* big /= d for a number of n 32-bit limbs, least significant first, and d <= 0x10000 (so
@@ -247,22 +239,6 @@ static uint32_t big_div(uint32_t *big, uint32_t n, uint32_t d)
   return rem;
 }
 
-static const char *sign_prefix(const console_field *f, bool negative)
-{
-  const char *prefix = "";
-  if (negative) {
-    prefix = "-";
-  } else if ((f->flags & FLAG_PLUS) != 0u) {
-    prefix = "+";
-  } else if ((f->flags & FLAG_SPACE) != 0u) {
-    prefix = " ";
-  } else {
-    /* no sign */
-  }
-  return prefix;
-}
-
-#if defined(UTVM_CONSOLE_FLOAT)
 /* A number as big as m * 5^p * 2^(e+p+1), the largest %f makes with the largest precision
  * (53 + 2.33 * 40 + 971 + 41 bits < 37 limbs), and its decimal digits (309 + 40 + a carry). */
 typedef struct {
@@ -367,7 +343,7 @@ static char big_digit(const console_big *b, uint32_t n, uint32_t i)
 }
 
 /* %f %e %g (and F E G): exact decimal digits of the double, rounded ties-to-even. */
-static void put_float(console_field *f, double value, char conv)
+static void float_field(console_field *f, double value, char conv)
 {
   uint64_t bits = 0u;
   const uint8_t *const bytes = (const uint8_t *)&value;
@@ -380,8 +356,8 @@ static void put_float(console_field *f, double value, char conv)
     const bool negative = (bits >> 63) != 0u;
     const uint32_t biased = (uint32_t)(bits >> 52) & 0x7FFu;
     uint64_t m = bits & 0xFFFFFFFFFFFFFull;
-    const char *const prefix = sign_prefix(f, negative);
-    const bool upper = (f->flags & FLAG_UPPER) != 0u;
+    const char prefix = sign_of(f->flags, negative);
+    const bool upper = ((uint32_t)(uint8_t)conv & 32u) == 0u;
     if (biased == 0x7FFu) {
       uint32_t special = 0u; /* "inf" */
       if (m != 0u) {
@@ -391,8 +367,10 @@ static void put_float(console_field *f, double value, char conv)
         special += 3u;
       }
       f->flags &= ~FLAG_ZERO;
-      field_begin(f, prefix, 3u, 0u);
-      emit_text(&"infINFnanNAN"[special], 3u);
+      field_begin(f, prefix, 3u);
+      for (i = special; i < (special + 3u); i++) {
+        console_put("infINFnanNAN"[i]);
+      }
       emit_repeat(' ', f->width);
     } else {
       console_big b;
@@ -467,7 +445,7 @@ static void put_float(console_field *f, double value, char conv)
         if (exponent) {
           len += (abs_x >= 100u) ? 5u : 4u;
         }
-        field_begin(f, prefix, len, 0u);
+        field_begin(f, prefix, len);
         i = shown;
         while (i > skip) {
           i--;
@@ -490,9 +468,20 @@ static void put_float(console_field *f, double value, char conv)
     }
   }
 }
+/* %f %e %g of value in a field: returns the characters printed. */
+static uint32_t put_float(uint32_t flags, uint32_t width, uint32_t prec, double value, char conv)
+{
+  console_field f;
+  f.count = 0u;
+  f.flags = flags;
+  f.width = width;
+  f.prec = prec;
+  float_field(&f, value, conv);
+  return f.count;
+}
 #endif /* UTVM_CONSOLE_FLOAT */
 
-/* The index of c in the NUL-terminated set, or the set's length when c is not in it. */
+/* The index of c in the NUL-terminated set; the set's length when c is not in it (or is NUL). */
 static uint32_t index_in(const char *set, char c)
 {
   uint32_t i = 0u;
@@ -502,284 +491,324 @@ static uint32_t index_in(const char *set, char c)
   return i;
 }
 
-/* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-static uint64_t arg_integer(va_list *ap, int32_t size, bool is_signed)
+/* v /= base (2..16) and the remainder: on 32-bit machines in 16-bit steps that 32-bit division
+ * does, so no 64-bit division routine (libgcc's __udivdi3) is linked. */
+static uint32_t divide(uint64_t *v, uint32_t base)
 {
-  uint64_t v;
-  if (size >= SIZE_LONG_LONG) {
-    if (is_signed) {
-      /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-      v = (uint64_t)va_arg(*ap, long long);
-    } else {
-      /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-      v = va_arg(*ap, unsigned long long);
-    }
-  } else if (size == SIZE_LONG) {
-    if (is_signed) {
-      /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-      v = (uint64_t)va_arg(*ap, long);
-    } else {
-      /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-      v = va_arg(*ap, unsigned long);
-    }
-  } else {
-    int32_t w;
-    if (is_signed) {
-      /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-      w = va_arg(*ap, int);
-    } else {
-      /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-      w = (int32_t)va_arg(*ap, unsigned int);
-    }
-    if (size == SIZE_SHORT) { /* h, hh: the argument converted to short or char */
-      w = is_signed ? (int32_t)(int16_t)w : (int32_t)(uint16_t)w;
-    } else if (size == SIZE_CHAR) {
-      w = is_signed ? (int32_t)(int8_t)w : (int32_t)(uint8_t)w;
-    } else {
-      /* all of it */
-    }
-    v = is_signed ? (uint64_t)(int64_t)w : (uint64_t)(uint32_t)w;
-  }
-  return v;
-}
-
-/* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-static const char *arg_pointer(va_list *ap)
-{
-  /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-  return va_arg(*ap, const char *);
-}
-
-/* A width or precision: digits, or * and an int argument; saturates at +-FIELD_MAX. */
-/* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-static int32_t field_number(const char *fmt, uint32_t *pos, va_list *ap)
-{
-  int32_t value = 0;
-  uint32_t i = *pos;
-  if (fmt[i] == '*') {
-    /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-    value = va_arg(*ap, int);
-    i++;
-  } else {
-    while ((fmt[i] >= '0') && (fmt[i] <= '9')) {
-      if (value <= (int32_t)FIELD_MAX) {
-        const uint32_t digit = (uint32_t)(uint8_t)fmt[i] - 48u;
-        value = (value * 10) + (int32_t)digit;
-      }
-      i++;
-    }
-  }
-  if (value > (int32_t)FIELD_MAX) {
-    value = (int32_t)FIELD_MAX;
-  } else if (value < -(int32_t)FIELD_MAX) {
-    value = -(int32_t)FIELD_MAX;
-  } else {
-    /* in range */
-  }
-  *pos = i;
-  return value;
-}
-
-/* One conversion: fmt[pos] is the character after the '%'; returns the position after it. */
-/* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-static uint32_t put_conversion(console_field *f, const char *fmt, uint32_t pos, va_list *ap)
-{
-  char buf[24]; /* an integer's digits (64 bits in octal: 22), from the end; %c's character */
-  const char *body = buf;
-  const char *prefix = "";
-  uint32_t len = 0u;
-  uint32_t zeros = 0u;
-  uint32_t i = pos;
-  int32_t size = SIZE_INT;
-  int32_t number;
-  uint32_t k;
-  char conv;
-  bool printed = false;
-  f->flags = 0u;
-  do { /* the flags, in the order of the FLAG_ bits */
-    k = index_in("-+ #0", fmt[i]);
-    if (k < 5u) {
-      f->flags |= (uint32_t)1u << k;
-      i++;
-    }
-  } while (k < 5u);
-  number = field_number(fmt, &i, ap);
-  if (number < 0) {
-    f->flags |= FLAG_LEFT; /* a negative * width: the - flag */
-    number = -number;
-  }
-  f->width = (uint32_t)number;
-  f->prec = 1u; /* integers: at least one digit */
-  if (fmt[i] == '.') {
-    i++;
-    number = field_number(fmt, &i, ap);
-    if (number >= 0) { /* a negative * precision: as if none was given */
-      f->flags |= FLAG_PREC;
-      f->prec = (uint32_t)number;
-    }
-  }
-  conv = fmt[i];
-  if ((conv == 'h') || (conv == 'l')) {
-    size = (conv == 'h') ? SIZE_SHORT : SIZE_LONG;
-    i++;
-    if (fmt[i] == conv) {
-      size *= 2;
-      i++;
-    }
-  } else if (conv == 'j') {
-    size = (sizeof(intmax_t) == sizeof(long)) ? SIZE_LONG : SIZE_LONG_LONG;
-    i++;
-  } else if ((conv == 'z') || (conv == 't')) { /* size_t and ptrdiff_t are int or long here */
-    size = (sizeof(size_t) == sizeof(int)) ? SIZE_INT : SIZE_LONG;
-    i++;
-  } else if (conv == 'L') {
-    size = SIZE_LONG_DOUBLE;
-    i++;
-  } else {
-    /* no length modifier */
-  }
-  conv = fmt[i];
-  if (conv != '\0') {
-    i++;
-  }
-  if ((conv >= 'A') && (conv <= 'Z')) {
-    f->flags |= FLAG_UPPER;
-  }
-  if ((f->flags & FLAG_LEFT) != 0u) {
-    f->flags &= ~FLAG_ZERO; /* C: - turns the 0 flag off */
-  }
-  k = index_in("diouxXp", conv);
-  if (k < 7u) {
-    if ((f->flags & FLAG_PREC) != 0u) {
-      f->flags &= ~FLAG_ZERO; /* and so does an integer's precision */
-    }
-    static const char digit_chars[] = "0123456789abcdef0123456789ABCDEF";
-    uint64_t v;
-    uint32_t limbs[2];
-    uint32_t upper = 0u;
-    uint32_t first = sizeof(buf);
-    uint32_t base = 16u;
-    if (k == 2u) {
-      base = 8u;
-    } else if (k < 4u) {
-      base = 10u;
-    } else {
-      /* x X p */
-    }
-    if (k == 6u) {
-      /* cppcheck-suppress misra-c2012-11.4 ; deviation C4 */
-      v = (uint64_t)(uintptr_t)arg_pointer(ap);
-      prefix = "0x";
-    } else {
-      v = arg_integer(ap, size, k < 2u);
-      if (k < 2u) {
-        const bool negative = (int64_t)v < 0;
-        prefix = sign_prefix(f, negative);
-        if (negative) {
-          v = 0u - v;
-        }
-      } else if (((f->flags & FLAG_ALT) != 0u) && (k > 3u) && (v != 0u)) {
-        prefix = (k == 4u) ? "0x" : "0X";
-      } else {
-        /* no prefix */
-      }
-    }
-    if ((f->flags & FLAG_UPPER) != 0u) {
-      upper = 16u;
-    }
-    limbs[0] = (uint32_t)v;
-    limbs[1] = (uint32_t)(v >> 32);
-    while (((limbs[0] | limbs[1]) != 0u) && (first > 0u)) {
-      first--;
-      buf[first] = digit_chars[big_div(limbs, 2u, base) + upper];
-    }
-    body = &buf[first];
-    len = (uint32_t)sizeof(buf) - first;
-    zeros = (f->prec > len) ? (f->prec - len) : 0u;
-    if (((f->flags & FLAG_ALT) != 0u) && (k == 2u) && (zeros == 0u)) {
-      zeros = 1u; /* %#o: a leading zero */
-    }
-    if ((k == 6u) && (v == 0u)) {
-      body = "(nil)"; /* as glibc prints it */
-      len = 5u;
-      prefix = "";
-      zeros = 0u;
-      f->flags &= ~FLAG_ZERO;
-    }
-  } else {
-    const uint32_t zero = f->flags & FLAG_ZERO; /* only numbers pad with zeros */
-    f->flags &= ~FLAG_ZERO;
-    if (conv == 'c') { /* %lc too: the low byte of the wide character */
-      buf[0] = (char)(uint8_t)arg_integer(ap, SIZE_INT, true);
-      len = 1u;
-    } else if ((conv == 's') && (size != SIZE_LONG)) {
-      body = arg_pointer(ap);
-      if (body == NULL) {
-        body = "(null)";
-      }
-      len = text_len(body, ((f->flags & FLAG_PREC) != 0u) ? f->prec : UINT32_MAX);
-    } else if (index_in("fFeEgGaA", conv) < 8u) {
-      if (f->prec > FLOAT_PREC_MAX) {
-        f->prec = FLOAT_PREC_MAX;
-      }
-      body = "<float>";
-      len = 7u;
-      if (size == SIZE_LONG_DOUBLE) {
-        /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-        (void)va_arg(*ap, long double);
-      } else {
-        /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
-        const double v = va_arg(*ap, double);
-#if defined(UTVM_CONSOLE_FLOAT)
-        if ((conv != 'a') && (conv != 'A')) {
-          f->flags |= zero;
-          put_float(f, v, conv);
-          printed = true;
-        }
+#if defined(__LP64__)
+  const uint32_t rem = (uint32_t)(*v % base);
+  *v /= base;
+  return rem;
 #else
-        (void)v;
-        (void)zero;
+  const uint32_t lo = (uint32_t)*v;
+  uint32_t hi = (uint32_t)(*v >> 32);
+  uint32_t part = ((hi % base) << 16) | (lo >> 16);
+  uint32_t mid;
+  hi /= base;
+  mid = part / base;
+  part = ((part % base) << 16) | (lo & 0xFFFFu);
+  *v = ((uint64_t)hi << 32) | (mid << 16) | (part / base);
+  return part % base;
 #endif
-      }
-    } else {
-      f->width = 0u; /* %% and what is shown as written */
-      if (conv == '%') {
-        body = "%";
-        len = 1u;
-      } else { /* not printed: shown as written; %n and %ls consume their pointer */
-        if ((conv == 'n') || (conv == 's')) {
-          (void)arg_pointer(ap);
-        }
-        body = &fmt[pos - 1u];
-        len = i - (pos - 1u);
-      }
-    }
-  }
-  if (!printed) {
-    put_field(f, prefix, zeros, body, len);
-  }
-  return i;
 }
 
+/* Each character of the format, and each conversion, is one field, which one loop prints: a
+ * prefix of plen characters (buf[0..1]: a sign, 0x or 0X), zeros, the len characters of body,
+ * padded with spaces (or zeros) to the width. */
 int printf(const char *fmt, ...)
 {
-  console_field f;
+  /* what index_in numbers: flags (0-4), length modifiers (5-10), conversions (11-29) */
+  static const char spec[] = "-+ #0hlLjztdiouxXpcsfFeEgGaA%n";
+  char buf[26]; /* a prefix, then an integer's digits (64 bits in octal: 22) from the end */
+  uint32_t count = 0u;
   uint32_t i = 0u;
   /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
   va_list ap;
-  f.count = 0u;
   /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
   va_start(ap, fmt);
   while (fmt[i] != '\0') {
-    if (fmt[i] == '%') {
-      i = put_conversion(&f, fmt, i + 1u, &ap);
-    } else {
-      console_put(fmt[i]);
-      f.count++;
-      i++;
+    const uint32_t start = i;
+    const char *body = &fmt[start];
+    uint32_t len = 1u;
+    uint32_t plen = 0u;
+    uint32_t zeros = 0u;
+    uint32_t width = 0u;
+    uint32_t flags = 0u;
+    uint32_t lead = 0u;
+    uint32_t used;
+    uint32_t k;
+    i++;
+    if (*body == '%') {
+      int32_t size = SIZE_INT;
+      uint32_t prec = 1u; /* integers: at least one digit */
+      char conv;
+      do { /* the flags, in the order of the FLAG_ bits */
+        k = index_in(spec, fmt[i]);
+        if (k < 5u) {
+          flags |= (uint32_t)1u << k;
+          i++;
+        }
+      } while (k < 5u);
+      for (k = 0u; k < 2u; k++) { /* the width, then a precision: digits, or * and an int */
+        int32_t number = 0;
+        if (k == 1u) {
+          if (fmt[i] != '.') {
+            break;
+          }
+          i++;
+        }
+        if (fmt[i] == '*') {
+          /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+          number = va_arg(ap, int);
+          i++;
+        } else {
+          while ((fmt[i] >= '0') && (fmt[i] <= '9')) {
+            if (number <= (int32_t)FIELD_MAX) {
+              const uint32_t digit = (uint32_t)(uint8_t)fmt[i] - 48u;
+              number = (number * 10) + (int32_t)digit;
+            }
+            i++;
+          }
+        }
+        if (number > (int32_t)FIELD_MAX) { /* saturates at +-FIELD_MAX */
+          number = (int32_t)FIELD_MAX;
+        } else if (number < -(int32_t)FIELD_MAX) {
+          number = -(int32_t)FIELD_MAX;
+        } else {
+          /* in range */
+        }
+        if (k == 0u) {
+          if (number < 0) {
+            flags |= FLAG_LEFT; /* a negative * width: the - flag */
+            number = -number;
+          }
+          width = (uint32_t)number;
+        } else if (number >= 0) { /* a negative * precision: as if none was given */
+          flags |= FLAG_PREC;
+          prec = (uint32_t)number;
+        } else {
+          /* no precision */
+        }
+      }
+      k = index_in(spec, fmt[i]) - 5u;
+      if (k < 6u) {
+        /* size_t and ptrdiff_t are int or long here, intmax_t long or long long */
+        static const int8_t sizes[6] = {SIZE_SHORT, SIZE_LONG, SIZE_LONG_DOUBLE,
+                                        (sizeof(intmax_t) == sizeof(long)) ? SIZE_LONG : SIZE_LONG_LONG,
+                                        (sizeof(size_t) == sizeof(int)) ? SIZE_INT : SIZE_LONG,
+                                        (sizeof(size_t) == sizeof(int)) ? SIZE_INT : SIZE_LONG};
+        size = sizes[k];
+        i++;
+        if ((k < 2u) && (fmt[i] == fmt[i - 1u])) { /* hh, ll */
+          size *= 2;
+          i++;
+        }
+      }
+      conv = fmt[i];
+      if (conv != '\0') {
+        i++;
+      }
+      if ((flags & FLAG_LEFT) != 0u) {
+        flags &= ~FLAG_ZERO; /* C: - turns the 0 flag off */
+      }
+      /* 0-6 integers, 7 c, 8 s, 9-16 floats, 17 %, 18 n (and ls); the rest is shown as written */
+      k = index_in(spec, conv) - 11u;
+      if (k > 19u) {
+        k = 19u;
+      }
+      if ((k == 8u) && (size == SIZE_LONG)) {
+        k = 18u; /* %ls: like %n */
+      }
+      if (k < 7u) {
+        uint64_t v;
+        uint32_t first = sizeof(buf);
+        uint32_t base = 16u;
+        if ((flags & FLAG_PREC) != 0u) {
+          flags &= ~FLAG_ZERO; /* and so does an integer's precision */
+        }
+        if (k == 2u) {
+          base = 8u;
+        } else if (k < 4u) {
+          base = 10u;
+        } else {
+          /* x X p */
+        }
+        if (k == 6u) {
+          /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+          const char *const ptr = va_arg(ap, const char *);
+          /* cppcheck-suppress misra-c2012-11.4 ; deviation C4 */
+          v = (uint64_t)(uintptr_t)ptr;
+          conv = 'x';
+          flags |= FLAG_ALT; /* 0x */
+        } else if (k < 2u) {
+          if (size >= SIZE_LONG_LONG) {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            v = (uint64_t)va_arg(ap, long long);
+          } else if (size == SIZE_LONG) {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            v = (uint64_t)va_arg(ap, long);
+          } else {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            int32_t w = va_arg(ap, int);
+            if (size == SIZE_SHORT) { /* h, hh: the argument converted to short or char */
+              w = (int32_t)(int16_t)w;
+            } else if (size == SIZE_CHAR) {
+              w = (int32_t)(int8_t)w;
+            } else {
+              /* all of it */
+            }
+            v = (uint64_t)(int64_t)w;
+          }
+          if ((int64_t)v < 0) {
+            v = 0u - v;
+            buf[0] = '-';
+          } else {
+            buf[0] = sign_of(flags, false);
+          }
+          if (buf[0] != '\0') {
+            plen = 1u;
+          }
+        } else {
+          if (size >= SIZE_LONG_LONG) {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            v = va_arg(ap, unsigned long long);
+          } else if (size == SIZE_LONG) {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            v = va_arg(ap, unsigned long);
+          } else {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            uint32_t w = va_arg(ap, unsigned int);
+            if (size == SIZE_SHORT) {
+              w = (uint32_t)(uint16_t)w;
+            } else if (size == SIZE_CHAR) {
+              w = (uint32_t)(uint8_t)w;
+            } else {
+              /* all of it */
+            }
+            v = w;
+          }
+        }
+        if ((k > 3u) && ((flags & FLAG_ALT) != 0u) && (v != 0u)) {
+          buf[0] = '0'; /* %p, %#x, %#X: 0x or 0X */
+          buf[1] = conv;
+          plen = 2u;
+        }
+        while ((v != 0u) && (first > 2u)) {
+          uint32_t digit = divide(&v, base);
+          if (digit > 9u) {
+            digit += 7u + ((uint32_t)(uint8_t)conv & 32u); /* a-f, or A-F for %X */
+          }
+          digit += 48u;
+          first--;
+          buf[first] = (char)digit;
+        }
+        body = &buf[first];
+        len = (uint32_t)sizeof(buf) - first;
+        if (prec > len) {
+          zeros = prec - len;
+        } else if (((flags & FLAG_ALT) != 0u) && (k == 2u)) {
+          zeros = 1u; /* %#o: a leading zero */
+        } else {
+          /* none */
+        }
+        if ((k == 6u) && (len == 0u)) {
+          body = "(nil)"; /* as glibc prints it */
+          len = 5u;
+          plen = 0u;
+          zeros = 0u;
+          flags &= ~FLAG_ZERO;
+        }
+      } else {
+        const uint32_t zero = flags & FLAG_ZERO; /* only numbers pad with zeros */
+        flags &= ~FLAG_ZERO;
+        if (k == 7u) { /* %lc too: the low byte of the wide character */
+          /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+          const int c = va_arg(ap, int);
+          buf[0] = (char)(uint8_t)c;
+          body = buf;
+        } else if (k == 8u) {
+          /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+          body = va_arg(ap, const char *);
+          if (body == NULL) {
+            body = "(null)";
+          }
+          len = ((flags & FLAG_PREC) != 0u) ? prec : UINT32_MAX;
+          k = 0u;
+          while ((k < len) && (body[k] != '\0')) {
+            k++;
+          }
+          len = k;
+        } else if (k < 17u) {
+          if (prec > FLOAT_PREC_MAX) {
+            prec = FLOAT_PREC_MAX;
+          }
+          body = "<float>";
+          len = 7u;
+          if (size == SIZE_LONG_DOUBLE) {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            (void)va_arg(ap, long double);
+          } else {
+            /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+            const double v = va_arg(ap, double);
+#if defined(UTVM_CONSOLE_FLOAT)
+            if (k < 15u) { /* not %a %A */
+              count += put_float(flags | zero, width, prec, v, conv);
+              len = 0u;
+              width = 0u;
+            }
+#else
+            (void)v;
+            (void)zero;
+#endif
+          }
+        } else {
+          width = 0u; /* shown as written */
+          if (k == 17u) {
+            body = &fmt[i - 1u]; /* %%: just the % */
+          } else {
+            if (k == 18u) { /* %n and %ls consume their pointer */
+              /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
+              (void)va_arg(ap, const char *);
+            }
+            len = i - start;
+          }
+        }
+      }
+    }
+    used = plen + zeros + len;
+    if (width > used) {
+      const uint32_t fill = width - used;
+      if ((flags & FLAG_LEFT) == 0u) {
+        if ((flags & FLAG_ZERO) != 0u) {
+          zeros += fill;
+        } else {
+          lead = fill;
+        }
+      }
+      used = width;
+    }
+    count += used;
+    for (k = 0u; k < used; k++) { /* spaces, prefix, zeros, body, spaces */
+      uint32_t at = k - lead;
+      char c = ' ';
+      if (k >= lead) {
+        if (at < plen) {
+          c = buf[at];
+        } else {
+          at -= plen;
+          if (at < zeros) {
+            c = '0';
+          } else if ((at - zeros) < len) {
+            c = body[at - zeros];
+          } else {
+            /* padding after a left-aligned field */
+          }
+        }
+      }
+      console_put(c);
     }
   }
   /* cppcheck-suppress misra-c2012-17.1 ; deviation C1 */
   va_end(ap);
-  return (f.count > (uint32_t)INT32_MAX) ? INT32_MAX : (int)f.count;
+  return (count > (uint32_t)INT32_MAX) ? INT32_MAX : (int)count;
 }

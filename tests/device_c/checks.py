@@ -55,7 +55,7 @@ RISCV32 = ("__riscv", "__riscv_xlen=32")
 RISCV64 = ("__riscv", "__riscv_xlen=64", "__riscv_flen=64")
 ARMV7M = ("__arm__", "__thumb__", "__ARM_ARCH_7M__")
 ARMV8M = ("__arm__", "__thumb__", "__ARM_ARCH_8M_MAIN__", "__ARM_FP=4")
-RUNTIME = ("runtime/*.c",)
+RUNTIME = ("runtime/*.c", "runtime/on_demand/*.c")
 
 PORTS: Dict[str, Port] = {p.name: p for p in [
     Port("host", RUNTIME + ("linux/*.c",), ("__x86_64__", "UTVM_CONSOLE_FD=63"), "unix64", "host"),

@@ -1,6 +1,6 @@
 /* The device runtime built into a host test program (unit tests and fuzzers of
- * tests/device_c): utvm_runtime.c #included, so its static functions are reachable, with its
- * memcpy/memset/memmove/memcmp renamed so the C library's (which ASan intercepts) stay intact;
+ * tests/device_c): utvm_runtime.c and its parts linked on demand (on_demand/) #included, so
+ * their static functions are reachable, with its memcpy/memset/memmove/memcmp renamed so the C library's (which ASan intercepts) stay intact;
  * and said(), an error text as the host prints it. */
 #ifndef UTVM_RUNTIME_UNDER_TEST_H_
 #define UTVM_RUNTIME_UNDER_TEST_H_
@@ -9,6 +9,8 @@
 #define memset utvm_rt_memset
 #define memcmp utvm_rt_memcmp
 #include "../../device_stubs/runtime/utvm_runtime.c"
+#include "../../device_stubs/runtime/on_demand/utvm_errors.c"
+#include "../../device_stubs/runtime/on_demand/utvm_workspace.c"
 #undef memcpy
 #undef memmove
 #undef memset

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, missing, session_for
+from helpers import EXAMPLES, missing, session_for
 from utvm_host import Session, build, devices
 from utvm_host.graph import ALLOWED_FILE_CFLAGS, Graph, GraphBuilder, GraphError, GraphExecutor
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, line_of, session_for, vadd_works
+from helpers import EXAMPLES, KERNELS, line_of, session_for, vadd_works
 from utvm_host import DeviceFault, build, devices
 
 FAULTS_C = KERNELS / "faults.c"

@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, device_cfg, is_host
+from helpers import EXAMPLES, device_cfg, is_host
 from utvm_host import ConnectionLost, DeviceError, Session, TransportError, build
 
 #: Where each check applies: the serial devices too for transfers (their own link).

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, IN_CI, device_cfg, missing
+from helpers import EXAMPLES, IN_CI, device_cfg, missing
 from utvm_host import Session, build, launch
 
 #: The devices whose sessions start processes with command channels.

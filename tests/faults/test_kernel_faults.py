@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, is_host, line_of, vadd_works
+from helpers import EXAMPLES, KERNELS, is_host, line_of, vadd_works
 from utvm_host import ConnectionLost, DeviceFault, DeviceTimeout, Session, build
 
 FAULTS_C = KERNELS / "faults.c"

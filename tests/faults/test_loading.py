@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import device_cfg
+from helpers import device_cfg
 from utvm_host import Session, build
 from utvm_host.elf import ElfFile
 from utvm_host.errors import BuildError, DeviceFault, LayoutError, TransportError, UtvmError

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, KERNELS, device_cfg, is_host, vadd_works
+from helpers import EXAMPLES, KERNELS, device_cfg, is_host, vadd_works
 from utvm_host import ConnectionLost, DeviceError, Session, build
 
 #: vadd's length in these tests: its arrays go through the links' bulk paths (>= 512 bytes)
