@@ -21,7 +21,7 @@ from _common import median, repeat  # noqa: E402
 import model as cifar  # noqa: E402
 from utvm_host import Session, build, devices  # noqa: E402
 from utvm_host.export import export_firmware  # noqa: E402
-from utvm_host.graph import GraphExecutor  # noqa: E402
+from utvm_host.executor import GraphExecutor  # noqa: E402
 from utvm_host.transport import CountingTransport  # noqa: E402
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from utvm_host import ConfigError, KernelError, LayoutError, Session, devices
 from utvm_host.export import export_firmware
-from utvm_host.graph import Graph, GraphBuilder, GraphExecutor
+from utvm_host.executor import GraphExecutor
+from utvm_host.graph import Graph, GraphBuilder
 from utvm_host.transport import CountingTransport
 
 from helpers import device_cfg, is_host, require_qemu, require_spike, require_tvm

@@ -39,7 +39,7 @@ class TestTeardown:
         # Fault injected: the CPU program is replaced by one that exits at once (a broken
         # install; the real program cannot be made to fail to start otherwise).
         from utvm_host import launch
-        monkeypatch.setattr(launch, "build_host_program", lambda source: "/bin/false")
+        monkeypatch.setattr(launch.hostcpu, "build_host_program", lambda source: "/bin/false")
         before = set(host_cpu_children())
         with pytest.raises(TransportError) as e:
             Session(devices.host()).open()

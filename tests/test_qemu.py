@@ -87,8 +87,8 @@ class TestLifecycle:
 
 def test_missing_qemu_names_the_package(monkeypatch):
     # Fault injected: qemu-system-arm is hidden from the PATH lookup (it is installed here).
-    real_which = launch.shutil.which
-    monkeypatch.setattr(launch.shutil, "which", lambda name, *a, **k: None if name.startswith("qemu-system")
+    real_which = launch.tools.shutil.which
+    monkeypatch.setattr(launch.tools.shutil, "which", lambda name, *a, **k: None if name.startswith("qemu-system")
                         else real_which(name, *a, **k))
     require_tool("arm-none-eabi-gcc")
     with pytest.raises(ToolNotFoundError) as e:

@@ -69,6 +69,15 @@ class TestThroughOpenOcd:
             tr.release_gdb_port()
             assert tr._rsp is None and tr.state() == "halted"
             np.testing.assert_array_equal(t.numpy(), data)              # reconnects
+            assert tr._rsp is not None
+            assert tr.lend_debug_port() is tr                           # a debugger takes the gdb port
+            assert tr._rsp is None and tr.gdb_endpoint is None
+            np.testing.assert_array_equal(t.numpy(), data)              # Tcl only meanwhile
+            assert tr._rsp is None
+            tr.reclaim_debug_port()
+            assert tr.gdb_endpoint is not None and tr.state() == "halted"
+            np.testing.assert_array_equal(t.numpy(), data)              # the gdb port again
+            assert tr._rsp is not None
 
 
 class TestRecordedQemu:

@@ -10,7 +10,7 @@ import pytest
 
 from utvm_host import ConnectionLost, DeviceError, DeviceFault, Session, TransportError, build, devices
 from utvm_host.elf import ElfFile
-from utvm_host.export import serial_stub
+from utvm_host.stubs import serial_stub
 from utvm_host.transport.serial import PING, FaultyPort, SerialTransport, cobs_decode, cobs_encode
 
 from helpers import EXAMPLES, KERNELS, device_cfg, vadd_works
@@ -281,7 +281,7 @@ def test_a_board_given_only_its_port_and_memory(tmp_path):
     import subprocess
     import time
 
-    from utvm_host.export import serial_stub
+    from utvm_host.stubs import serial_stub
     from utvm_host.launch import free_port
     from helpers import require_qemu
     require_qemu("qemu-system-arm", "arm-none-eabi-gcc")()

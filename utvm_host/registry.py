@@ -27,7 +27,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Tuple
 
 from .errors import UtvmError
 from .toolchain import cache_root
@@ -212,109 +212,128 @@ def known_archs() -> Tuple[str, ...]:
 def validate(record: Any, path: Path) -> Dict[str, Any]:
     """A checked copy of a record read from ``path`` (only the fields readers use), or
     :class:`RegistryError` naming the file and the first field that is wrong."""
-    def fail(field: str, why: str) -> None:
-        raise RegistryError(f"session record {path} is refused: {field} {why}", str(path))
+    return _RecordCheck(path).record(record)
 
-    def text(field: str, value: Any, pattern: Optional["re.Pattern"] = None, allowed: Tuple = (),
+
+class _RecordCheck:
+    """The checks of :func:`validate`, field by field: each raises RegistryError naming the
+    file and the field."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.folder = ""
+        self.root = ""
+
+    def fail(self, field: str, why: str) -> NoReturn:
+        raise RegistryError(f"session record {self.path} is refused: {field} {why}", str(self.path))
+
+    def text(self, field: str, value: Any, pattern: Optional["re.Pattern"] = None, allowed: Tuple = (),
              control: "re.Pattern" = _CONTROL) -> str:
         if not isinstance(value, str) or control.search(value):
-            fail(field, f"must be text without control characters, not {value!r}")
+            self.fail(field, f"must be text without control characters, not {value!r}")
         if pattern is not None and not pattern.fullmatch(value):
-            fail(field, f"{value!r} is malformed")
+            self.fail(field, f"{value!r} is malformed")
         if allowed and value not in allowed:
-            fail(field, f"{value!r} is not one of: {', '.join(allowed)}")
+            self.fail(field, f"{value!r} is not one of: {', '.join(allowed)}")
         return value
 
-    if not isinstance(record, dict):
-        fail("the record", "must be a JSON object")
-    out: Dict[str, Any] = {"id": text("'id'", record.get("id"), _ID)}
-    if out["id"] != path.stem:
-        fail("'id'", f"{out['id']!r} differs from the file name {path.name}")
-    pid = record.get("pid")
-    if type(pid) is not int or pid <= 0:
-        fail("'pid'", f"must be a positive integer, not {pid!r}")
-    out["pid"] = pid
-    out["device"] = text("'device'", record.get("device"), _DEVICE)
-    out["arch"] = text("'arch'", record.get("arch"), allowed=known_archs())
-    out["transport"] = text("'transport'", record.get("transport"), allowed=TRANSPORTS)
-    started = record.get("started")
-    if type(started) not in (int, float) or not math.isfinite(started):
-        fail("'started'", f"must be a time in seconds, not {started!r}")
-    out["started"] = started
-    folder = record.get("folder")
-    if not isinstance(folder, str) or _CONTROL.search(folder) or not os.path.isabs(folder):
-        fail("'folder'", f"must be the session's absolute folder path, not {folder!r}")
-    try:
-        st = os.lstat(folder)
-    except OSError as exc:
-        fail("'folder'", f"{folder!r} cannot be read: {exc.strerror}")
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700:
-        fail("'folder'", f"{folder!r} must be a folder (not a link) of uid {os.geteuid()} with mode 0700, not uid "
-                         f"{st.st_uid} mode {stat.S_IMODE(st.st_mode):04o}")
-    out["folder"] = folder
-    root = os.path.realpath(folder)
+    def record(self, record: Any) -> Dict[str, Any]:
+        if not isinstance(record, dict):
+            self.fail("the record", "must be a JSON object")
+        out = self.header(record)
+        out["folder"] = self.session_folder(record.get("folder"))
+        runtime = record.get("runtime")
+        out["runtime"] = None if runtime is None else self.inside("'runtime'", runtime)
+        modules = record.get("modules", [])
+        if not isinstance(modules, list):
+            self.fail("'modules'", "must be a list")
+        out["modules"] = [self.module(f"'modules'[{i}]", mod) for i, mod in enumerate(modules)]
+        out["memory_map"] = self.text("'memory_map'", record.get("memory_map", ""), control=_CONTROL_BUT_LINES)
+        gdb = record.get("gdb")
+        out["gdb"] = None if gdb is None else self.gdb(gdb)
+        return out
 
-    def inside(field: str, value: Any, kind: str = "file") -> str:
+    def header(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        """id, pid, device, arch, transport and start time."""
+        out: Dict[str, Any] = {"id": self.text("'id'", record.get("id"), _ID)}
+        if out["id"] != self.path.stem:
+            self.fail("'id'", f"{out['id']!r} differs from the file name {self.path.name}")
+        pid = record.get("pid")
+        if type(pid) is not int or pid <= 0:
+            self.fail("'pid'", f"must be a positive integer, not {pid!r}")
+        out["pid"] = pid
+        out["device"] = self.text("'device'", record.get("device"), _DEVICE)
+        out["arch"] = self.text("'arch'", record.get("arch"), allowed=known_archs())
+        out["transport"] = self.text("'transport'", record.get("transport"), allowed=TRANSPORTS)
+        started = record.get("started")
+        if type(started) not in (int, float) or not math.isfinite(started):
+            self.fail("'started'", f"must be a time in seconds, not {started!r}")
+        out["started"] = started
+        return out
+
+    def session_folder(self, folder: Any) -> str:
+        """The session's folder: this user's, mode 0700, not a link; paths must stay inside it."""
+        if not isinstance(folder, str) or _CONTROL.search(folder) or not os.path.isabs(folder):
+            self.fail("'folder'", f"must be the session's absolute folder path, not {folder!r}")
+        try:
+            st = os.lstat(folder)
+        except OSError as exc:
+            self.fail("'folder'", f"{folder!r} cannot be read: {exc.strerror}")
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700:
+            self.fail("'folder'", f"{folder!r} must be a folder (not a link) of uid {os.geteuid()} with mode 0700, "
+                                  f"not uid {st.st_uid} mode {stat.S_IMODE(st.st_mode):04o}")
+        self.folder, self.root = folder, os.path.realpath(folder)
+        return folder
+
+    def inside(self, field: str, value: Any, kind: str = "file") -> str:
+        """A path to a file (or socket) of this user inside the session's folder."""
         if not isinstance(value, str) or _CONTROL.search(value) or not os.path.isabs(value):
-            fail(field, f"must be an absolute path, not {value!r}")
+            self.fail(field, f"must be an absolute path, not {value!r}")
         real = os.path.realpath(value)
-        if not real.startswith(root + os.sep):
-            fail(field, f"{value!r} is outside the session's folder {folder}")
+        if not real.startswith(self.root + os.sep):
+            self.fail(field, f"{value!r} is outside the session's folder {self.folder}")
         try:
             fst = os.stat(real)
         except OSError as exc:
-            fail(field, f"{value!r} cannot be read: {exc.strerror}")
+            self.fail(field, f"{value!r} cannot be read: {exc.strerror}")
         is_kind = stat.S_ISSOCK(fst.st_mode) if kind == "socket" else stat.S_ISREG(fst.st_mode)
         if not is_kind or fst.st_uid != os.geteuid():
-            fail(field, f"{value!r} is not a {kind} of uid {os.geteuid()}")
+            self.fail(field, f"{value!r} is not a {kind} of uid {os.geteuid()}")
         return value
 
-    runtime = record.get("runtime")
-    out["runtime"] = None if runtime is None else inside("'runtime'", runtime)
-    modules = record.get("modules", [])
-    if not isinstance(modules, list):
-        fail("'modules'", "must be a list")
-    out["modules"] = []
-    for i, mod in enumerate(modules):
-        where = f"'modules'[{i}]"
+    def module(self, where: str, mod: Any) -> Dict[str, Any]:
         if not isinstance(mod, dict):
-            fail(where, "must be an object")
+            self.fail(where, "must be an object")
         kernels = mod.get("kernels", [])
         sections = mod.get("sections", {})
         if not isinstance(kernels, list) or not isinstance(sections, dict):
-            fail(where, "needs a list of kernels and an object of sections")
+            self.fail(where, "needs a list of kernels and an object of sections")
         clean_sections = {}
         for name, addr in sections.items():
-            text(f"{where} section", name, _SECTION)
+            self.text(f"{where} section", name, _SECTION)
             if type(addr) is not int or not 0 <= addr < 1 << 64:
-                fail(f"{where} section {name}", f"address must be an integer, not {addr!r}")
+                self.fail(f"{where} section {name}", f"address must be an integer, not {addr!r}")
             clean_sections[name] = addr
-        out["modules"].append({"name": text(f"{where} 'name'", mod.get("name")),
-                               "elf": inside(f"{where} 'elf'", mod.get("elf")),
-                               "kernels": [text(f"{where} kernel", k) for k in kernels],
-                               "sections": clean_sections})
-    memory_map = record.get("memory_map", "")
-    out["memory_map"] = text("'memory_map'", memory_map, control=_CONTROL_BUT_LINES)
-    gdb = record.get("gdb")
-    if gdb is None:
-        out["gdb"] = None
-    else:
+        return {"name": self.text(f"{where} 'name'", mod.get("name")),
+                "elf": self.inside(f"{where} 'elf'", mod.get("elf")),
+                "kernels": [self.text(f"{where} kernel", k) for k in kernels],
+                "sections": clean_sections}
+
+    def gdb(self, gdb: Any) -> Dict[str, Any]:
         if not isinstance(gdb, dict):
-            fail("'gdb'", "must be an object")
+            self.fail("'gdb'", "must be an object")
         arch = gdb.get("arch")
         if arch is not None:
-            text("'gdb' arch", arch, allowed=GDB_ARCHS)
+            self.text("'gdb' arch", arch, allowed=GDB_ARCHS)
         shared = gdb.get("shared", False)
         if not isinstance(shared, bool):
-            fail("'gdb' shared", f"must be true or false, not {shared!r}")
+            self.fail("'gdb' shared", f"must be true or false, not {shared!r}")
         if "socket" in gdb:
-            out["gdb"] = {"socket": inside("'gdb' socket", gdb["socket"], "socket"), "arch": arch, "shared": shared}
-        else:
-            if gdb.get("host") != "127.0.0.1":
-                fail("'gdb' host", f"must be 127.0.0.1 (or give a Unix 'socket' in the session's folder), not "
-                                   f"{gdb.get('host')!r}")
-            port = gdb.get("port")
-            if type(port) is not int or not 0 < port < 65536:
-                fail("'gdb' port", f"must be a TCP port number, not {port!r}")
-            out["gdb"] = {"host": "127.0.0.1", "port": port, "arch": arch, "shared": shared}
-    return out
+            return {"socket": self.inside("'gdb' socket", gdb["socket"], "socket"), "arch": arch, "shared": shared}
+        if gdb.get("host") != "127.0.0.1":
+            self.fail("'gdb' host", f"must be 127.0.0.1 (or give a Unix 'socket' in the session's folder), not "
+                                    f"{gdb.get('host')!r}")
+        port = gdb.get("port")
+        if type(port) is not int or not 0 < port < 65536:
+            self.fail("'gdb' port", f"must be a TCP port number, not {port!r}")
+        return {"host": "127.0.0.1", "port": port, "arch": arch, "shared": shared}

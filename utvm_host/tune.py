@@ -9,13 +9,14 @@ measuring anything twice.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -111,19 +112,7 @@ def tune(sources: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]], sp
     ``log``, every trial is appended as a JSON line, and trials already in the log are not
     measured again. Returns a :class:`TuneResult` (``.best``, ``.trials``, ``.plot()``).
     """
-    names = list(space)
-    configs = [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
-    done: Dict[str, Trial] = {}
-    if log is not None and Path(log).exists():
-        for line in Path(log).read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue   # a line cut short by a crash
-            done[_key(rec["config"])] = Trial(rec["config"], rec["status"], rec.get("mean"), rec.get("value"),
-                                               rec.get("counter"), rec.get("error", ""))
-    todo = [c for c in configs if _key(c) not in done]
-    result = TuneResult([done[_key(c)] for c in configs if _key(c) in done])
+    todo, result = _plan(space, log)
     expected = {i: np.asarray(v) for i, v in (reference or {}).items()}
 
     def compile_one(config):
@@ -131,39 +120,65 @@ def tune(sources: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]], sp
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
     futures = [pool.submit(compile_one, c) for c in todo]
-    bar = None
-    if progress and todo:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=len(todo), desc=f"tuning {entry}", unit="candidate")
-        except ImportError:
-            bar = None
-    own_session = session is None
-    sess = session or Session(cfg).open()
-    logf = open(log, "a") if log is not None else None
+    bar = _progress_bar(len(todo), entry) if progress and todo else None
     resident: Dict[int, Any] = {}
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(pool.shutdown, wait=True, cancel_futures=True)
+        if bar:
+            cleanup.callback(bar.close)
+        sess = session or cleanup.enter_context(Session(cfg))
+        logf = cleanup.enter_context(open(log, "a")) if log is not None else None
+        cleanup.callback(lambda: [t.free() for t in resident.values()])   # before the session closes
         for config, future in zip(todo, futures):
             trial = _measure(sess, config, future, entry, args, expected, number, repeat, rtol, atol, resident)
             result.trials.append(trial)
-            if logf:
-                logf.write(trial.to_json() + "\n")
-                logf.flush()
-            if bar:
-                bar.update(1)
-                if trial.status == "ok":
-                    bar.set_postfix_str(f"best {result.best.score:.3g}")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if bar:
-            bar.close()
-        if logf:
-            logf.close()
-        for t in resident.values():
-            t.free()
-        if own_session:
-            sess.close()
+            _record(trial, result, logf, bar)
     return result
+
+
+def _plan(space: Mapping[str, Sequence[Any]],
+          log: Optional[Union[str, os.PathLike]]) -> Tuple[List[Dict[str, Any]], "TuneResult"]:
+    """The configurations of ``space`` still to measure, and a result holding those the log has."""
+    names = list(space)
+    configs = [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+    done = _logged_trials(log)
+    todo = [c for c in configs if _key(c) not in done]
+    return todo, TuneResult([done[_key(c)] for c in configs if _key(c) in done])
+
+
+def _logged_trials(log: Optional[Union[str, os.PathLike]]) -> Dict[str, "Trial"]:
+    """The trials a log of an earlier search holds, by configuration (lines cut short are skipped)."""
+    done: Dict[str, Trial] = {}
+    if log is None or not Path(log).exists():
+        return done
+    for line in Path(log).read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue   # a line cut short by a crash
+        done[_key(rec["config"])] = Trial(rec["config"], rec["status"], rec.get("mean"), rec.get("value"),
+                                           rec.get("counter"), rec.get("error", ""))
+    return done
+
+
+def _progress_bar(total: int, entry: str):
+    """A tqdm bar over the candidates, or None without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=f"tuning {entry}", unit="candidate")
+
+
+def _record(trial: "Trial", result: "TuneResult", logf, bar) -> None:
+    """A measured trial into the log (flushed: a crash keeps it) and the progress bar."""
+    if logf:
+        logf.write(trial.to_json() + "\n")
+        logf.flush()
+    if bar:
+        bar.update(1)
+        if trial.status == "ok":
+            bar.set_postfix_str(f"best {result.best.score:.3g}")
 
 
 def _measure(sess: Session, config: Dict[str, Any], future, entry: str, args: Sequence[Any],
@@ -180,25 +195,36 @@ def _measure(sess: Session, config: Dict[str, Any], future, entry: str, args: Se
     try:
         fn = mod[entry]
         if not resident:   # arrays stay on the device for the whole search: sent once, not per candidate
-            for i, a in enumerate(args):
-                if isinstance(a, np.ndarray):
-                    resident[i] = sess.tensor(a)
-        work = [resident.get(i, a) for i, a in enumerate(args)]
-        writes = [i for i, p in enumerate(fn.signature.params) if i in resident and not p.type.pointee.const]
-        for i in writes:   # outputs start as all-ones bytes (NaN for floats), set on the device itself
-            resident[i].fill_bytes(0xFF)
-        # One timed run computes the outputs too: they are checked after it.
-        timing = fn.time_evaluator(number=number, repeat=repeat)(*work)
-        outputs = {i: resident[i].numpy() for i in writes}
+            resident.update({i: sess.tensor(a) for i, a in enumerate(args) if isinstance(a, np.ndarray)})
+        timing, outputs = _timed_run(fn, args, resident, number, repeat)
         if not expected:
             expected.update(outputs)                 # the first working candidate is the reference
-        for i, want in expected.items():
-            if not np.allclose(outputs[i], want, rtol=rtol, atol=atol):
-                return Trial(config, "wrong", error=f"output argument {i} differs from the reference "
-                                                    f"(max |diff| {float(np.max(np.abs(outputs[i] - want))):.3g})")
+        wrong = _differs(outputs, expected, rtol, atol)
+        if wrong:
+            return Trial(config, "wrong", error=wrong)
         mean = timing.mean if timing.results is not None else None
         return Trial(config, "ok", mean=mean, value=float(np.mean(timing.values)), counter=timing.counter)
     except UtvmError as exc:
         return Trial(config, "error", error=str(exc))
     finally:
         mod.unload()
+
+
+def _timed_run(fn, args: Sequence[Any], resident: Dict[int, Any], number: int, repeat: int):
+    """One timed run of the candidate, which computes its outputs too: (timing, the outputs by
+    argument index). Outputs start as all-ones bytes (NaN for floats), set on the device itself."""
+    work = [resident.get(i, a) for i, a in enumerate(args)]
+    writes = [i for i, p in enumerate(fn.signature.params) if i in resident and not p.type.pointee.const]
+    for i in writes:
+        resident[i].fill_bytes(0xFF)
+    timing = fn.time_evaluator(number=number, repeat=repeat)(*work)
+    return timing, {i: resident[i].numpy() for i in writes}
+
+
+def _differs(outputs: Dict[int, np.ndarray], expected: Dict[int, np.ndarray], rtol: float, atol: float) -> str:
+    """Why the outputs are not the reference's ('' when they match)."""
+    for i, want in expected.items():
+        if not np.allclose(outputs[i], want, rtol=rtol, atol=atol):
+            return (f"output argument {i} differs from the reference "
+                    f"(max |diff| {float(np.max(np.abs(outputs[i] - want))):.3g})")
+    return ""

@@ -74,44 +74,92 @@ def _named(lib: Library, name: Optional[str]) -> Library:
     return lib
 
 
-def build_tvm(module: Any, cfg: DeviceConfig, *, backend: str = "c", name: Optional[str] = None,
-              cflags: Sequence[str] = ()) -> Library:
-    """A loadable library from TVM's output for ``cfg``'s device (see the module docstring).
-
-    ``cflags`` apply when C is compiled (``-O2`` unless given). Raises :class:`BuildError`
-    when the input is none of the accepted forms, when compiling fails, or when TVM is needed
-    but not installed.
-    """
-    if backend not in ("c", "llvm"):
-        raise ValueError(f"backend must be 'c' or 'llvm', got {backend!r}")
+def _built(module: Any, cfg: DeviceConfig, backend: str) -> Any:
+    """``module`` built by TVM when it is an IRModule or PrimFunc (for ``backend``), else as it is."""
     if hasattr(module, "script") and not hasattr(module, "inspect_source"):   # IRModule / PrimFunc
         tvm = _import_tvm()
         target = "c" if backend == "c" else tvm.target.Target(tvm_target(cfg))
         build_fn = getattr(getattr(tvm, "tirx", None), "build", None) or tvm.build   # tvm.build is deprecated
         module = build_fn(module, target=target)
+    return module
+
+
+def _written_object(module: Any) -> Path:
+    """The object of a TVM LLVM module, written out and stored in the cache by its content."""
+    tmp = cache_root() / "tvm" / f"module-{os.getpid()}-{id(module)}.o"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    module.write_to_file(str(tmp))
+    path = _stored(tmp.read_bytes(), ".o")
+    tmp.unlink()
+    return path
+
+
+def _is_path(module: Any) -> bool:
+    """Whether ``module`` names a ``.c`` or ``.o`` file (rather than holding C source)."""
+    return isinstance(module, os.PathLike) or (isinstance(module, str) and "\n" not in module
+                                               and module.endswith((".c", ".o")))
+
+
+def _from_path(path: Path, cfg: DeviceConfig, cflags: Sequence[str], name: Optional[str]) -> Library:
+    """A library from a ``.o`` (wrapped) or ``.c`` (compiled) file."""
+    if path.suffix == ".o":
+        return _named(library_from_object(path, cfg), name or path.stem)
+    return build([path], cfg, cflags=cflags, name=name)
+
+
+def _from_source(source: str, cfg: DeviceConfig, cflags: Sequence[str], name: Optional[str]) -> Library:
+    """A library from TVM-generated C source, stored in the cache by its content and compiled."""
+    if "__tvm_ffi_" not in source:
+        raise BuildError("build_tvm() got a string that is not TVM-generated C (no __tvm_ffi_ function in it); "
+                         "pass the source from tvm.build(mod, target='c').inspect_source(), a path, or a module")
+    path = _stored(source.encode(), ".c")
+    return build([path], cfg, cflags=cflags, name=name or _function_names(source))
+
+
+def build_tvm(module: Any, cfg: DeviceConfig, *, backend: str = "c", name: Optional[str] = None,
+              cflags: Sequence[str] = ()) -> Library:
+    """A loadable library from TVM's output for ``cfg``'s device (see the module docstring).
+
+    Parameters
+    ----------
+    module : str, path-like or TVM module
+        TVM-generated C source, a ``.c``/``.o`` path, a module from ``tvm.build()`` (target
+        ``"c"`` or LLVM), or a ``tvm.IRModule``/``PrimFunc`` (built here).
+    cfg : DeviceConfig
+        The device to build for.
+    backend : {"c", "llvm"}
+        How an IRModule or PrimFunc is built: TVM's C code generator or its LLVM backend
+        (for :func:`tvm_target`).
+    name : str, optional
+        The library's name (default: from the TVM functions it defines).
+    cflags : sequence of str
+        Apply when C is compiled (``-O2`` unless given).
+
+    Returns
+    -------
+    Library
+
+    Raises
+    ------
+    BuildError
+        When the input is none of the accepted forms, when compiling fails, or when TVM is
+        needed but not installed.
+    ValueError
+        When ``backend`` is neither "c" nor "llvm".
+    """
+    if backend not in ("c", "llvm"):
+        raise ValueError(f"backend must be 'c' or 'llvm', got {backend!r}")
+    module = _built(module, cfg, backend)
     kind = getattr(module, "kind", None)
+    if kind == "llvm" and hasattr(module, "write_to_file"):
+        return _named(library_from_object(_written_object(module), cfg), name)
     if kind == "c" and hasattr(module, "inspect_source"):
         module = module.inspect_source()
-    elif kind == "llvm" and hasattr(module, "write_to_file"):
-        tmp = cache_root() / "tvm" / f"module-{os.getpid()}-{id(module)}.o"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        module.write_to_file(str(tmp))
-        path = _stored(tmp.read_bytes(), ".o")
-        tmp.unlink()
-        return _named(library_from_object(path, cfg), name)
     elif kind is not None:
         raise BuildError(f"build_tvm() takes TVM modules built for target 'c' or 'llvm', got one of kind {kind!r}")
-    if isinstance(module, os.PathLike) or (isinstance(module, str) and "\n" not in module
-                                           and module.endswith((".c", ".o"))):
-        path = Path(module)
-        if path.suffix == ".o":
-            return _named(library_from_object(path, cfg), name or path.stem)
-        return build([path], cfg, cflags=cflags, name=name)
+    if _is_path(module):
+        return _from_path(Path(module), cfg, cflags, name)
     if isinstance(module, str):
-        if "__tvm_ffi_" not in module:
-            raise BuildError("build_tvm() got a string that is not TVM-generated C (no __tvm_ffi_ function in it); "
-                             "pass the source from tvm.build(mod, target='c').inspect_source(), a path, or a module")
-        path = _stored(module.encode(), ".c")
-        return build([path], cfg, cflags=cflags, name=name or _function_names(module))
+        return _from_source(module, cfg, cflags, name)
     raise BuildError(f"build_tvm() takes TVM C source, a .c/.o path, a module from tvm.build() or an IRModule; "
                      f"got {type(module).__name__}")

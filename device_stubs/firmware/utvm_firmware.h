@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utvm_port.h"
+
 /* Per target: bytes to the console (Spike: HTIF write(1, ...); Cortex-M: semihosting SYS_WRITE
  * to ":tt"), and the end of the program with an exit status (HTIF tohost; semihosting
  * SYS_EXIT_EXTENDED), which the simulator returns as its own. */
@@ -27,7 +29,6 @@ void utvm_fw_put_error(const char *text, uintptr_t bad_header);
 #ifndef UTVM_ERROR_LEN
 #define UTVM_ERROR_LEN 512 /* as device_stubs/runtime/utvm_runtime.c: the same define sets both */
 #endif
-uint64_t UTVMCounter(void);
 extern volatile uint32_t utvm_error_set;
 extern char utvm_last_error[UTVM_ERROR_LEN];
 extern volatile uintptr_t utvm_workspace_base;

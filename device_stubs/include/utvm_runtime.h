@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utvm_port.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,8 +32,6 @@ void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, 
                                int dtype_bits_hint);
 int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr);
 
-/* The device's counter (cfg["counter"]: cycles, retired instructions or nanoseconds). */
-uint64_t UTVMCounter(void);
 
 /* cppcheck-suppress misra-c2012-21.2 ; deviation R2 */
 void *memcpy(void *dst, const void *src, size_t n);
@@ -42,12 +42,11 @@ void *memset(void *dst, int c, size_t n);
 /* cppcheck-suppress misra-c2012-21.2 ; deviation R2 */
 int memcmp(const void *a, const void *b, size_t n);
 
-/* For the ports (device_stubs/<arch>/), not for kernels: the runtime's entry, the stop at the
- * end of every call (also where a trap handler goes, with summary all ones), and the ports'
- * console channel of the host process (write(2)). */
+/* For the ports (device_stubs/<arch>/), not for kernels: the runtime's entry and the stop at the
+ * end of every call (also where a trap handler goes, with summary all ones). What the ports
+ * provide the runtime (the counter, ...) is in utvm_port.h. */
 void UTVMMain(void) __attribute__((noinline, used));
 void UTVMDone(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((noinline, used));
-long utvm_sys_write(int fd, const void *buf, size_t n);
 
 /* The device console (cfg["console"]): a bounded line buffer sent through the device's UART,
  * Spike's HTIF or the host process, a line at a time; sess.console reads it.

@@ -16,6 +16,13 @@ typedef struct {
   uintptr_t ra;
 } UTVMFault;
 
+/* utvm_riscv_entry.S stores the fields at these offsets (one register apart, in this order). */
+#if defined(__STDC_VERSION__) && (__STDC_VERSION__ >= 201112L)
+_Static_assert((offsetof(UTVMFault, mepc) == sizeof(uintptr_t)) && (offsetof(UTVMFault, mtval) == (2u * sizeof(uintptr_t))) &&
+                   (offsetof(UTVMFault, sp) == (3u * sizeof(uintptr_t))) && (offsetof(UTVMFault, ra) == (4u * sizeof(uintptr_t))),
+               "UTVMFault's layout differs from what utvm_riscv_entry.S stores");
+#endif
+
 /* Read by the host through their ELF symbols (UTVMFault's layout from DWARF), and by Spike's
  * front end, which looks tohost and fromhost up in the ELF it loads. */
 extern volatile UTVMFault utvm_fault; /* (tohost and fromhost: utvm_htif.h) */

@@ -26,6 +26,7 @@
 
 #include "utvm_htif.h"
 #include "utvm_runtime.h"
+#include "utvm_uart.h"
 
 char utvm_console_line[UTVM_CONSOLE_LINE_SIZE];
 uint32_t utvm_console_len;
@@ -34,29 +35,18 @@ static bool console_busy; /* a flush is sending the line */
 #if defined(UTVM_CONSOLE_NS16550)
 static void channel_write(const char *s, uint32_t n)
 {
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation C3 */
-  volatile uint8_t *const uart = (volatile uint8_t *)(uintptr_t)(UTVM_CONSOLE_NS16550);
   uint32_t i;
   for (i = 0u; i < n; i++) {
-    while ((uart[5] & 0x20u) == 0u) { /* LSR: wait until the transmit holding register is empty */
-    }
-    uart[0] = (uint8_t)s[i];
+    utvm_ns16550_put((uintptr_t)(UTVM_CONSOLE_NS16550), (uint8_t)s[i]);
   }
 }
 #elif defined(UTVM_CONSOLE_CMSDK)
 static void channel_write(const char *s, uint32_t n)
 {
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation C3 */
-  volatile uint32_t *const uart = (volatile uint32_t *)(uintptr_t)(UTVM_CONSOLE_CMSDK);
   uint32_t i;
-  if ((uart[2] & 1u) == 0u) { /* CTRL: enable the transmitter (and a valid baud divider) once */
-    uart[4] = 16u;
-    uart[2] |= 1u;
-  }
+  utvm_cmsdk_tx_on((uintptr_t)(UTVM_CONSOLE_CMSDK));
   for (i = 0u; i < n; i++) {
-    while ((uart[1] & 1u) != 0u) { /* STATE: wait while the transmit buffer is full */
-    }
-    uart[0] = (uint8_t)s[i];
+    utvm_cmsdk_put((uintptr_t)(UTVM_CONSOLE_CMSDK), (uint8_t)s[i]);
   }
 }
 #elif defined(UTVM_CONSOLE_HTIF)

@@ -24,6 +24,8 @@
 /* cppcheck-suppress misra-c2012-21.4 ; deviation S1 */
 #include <setjmp.h>
 
+#include "utvm_uart.h"
+
 #define STUB_VERSION 1u
 #define MAX_DATA 1024u             /* data bytes one READ or WRITE carries at most */
 #define MAX_FRAME (MAX_DATA + 64u) /* a decoded frame: seq, command, arguments, data, CRC */
@@ -106,42 +108,15 @@ static void uart_put(uint8_t c) {
   }
 }
 #elif defined(UTVM_SERIAL_NS16550)
-static volatile uint8_t *uart_reg(size_t index) {
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation S2 */
-  volatile uint8_t *const base = (volatile uint8_t *)(UTVM_SERIAL_NS16550);
-  return &base[index];
-}
-static void uart_init(void) {
-  *uart_reg(3u) = 0x80u; /* LCR: divisor latch */
-  *uart_reg(0u) = 1u;    /* the fastest rate the UART's clock allows */
-  *uart_reg(1u) = 0u;
-  *uart_reg(3u) = 0x03u; /* 8N1 */
-  *uart_reg(2u) = 0x07u; /* FCR: FIFOs on (an emulator then hands over 16 bytes at a time), cleared */
-}
-static bool uart_ready(void) { return (*uart_reg(5u) & 0x01u) != 0u; } /* LSR: data ready */
-static uint8_t uart_get(void) { return *uart_reg(0u); }
-static void uart_put(uint8_t c) {
-  while ((*uart_reg(5u) & 0x20u) == 0u) { /* LSR: transmitter holding register empty */
-  }
-  *uart_reg(0u) = c;
-}
+static void uart_init(void) { utvm_ns16550_init((uintptr_t)(UTVM_SERIAL_NS16550)); }
+static bool uart_ready(void) { return utvm_ns16550_ready((uintptr_t)(UTVM_SERIAL_NS16550)); }
+static uint8_t uart_get(void) { return utvm_ns16550_get((uintptr_t)(UTVM_SERIAL_NS16550)); }
+static void uart_put(uint8_t c) { utvm_ns16550_put((uintptr_t)(UTVM_SERIAL_NS16550), c); }
 #elif defined(UTVM_SERIAL_CMSDK)
-static volatile uint32_t *uart_reg(size_t index) {
-  /* cppcheck-suppress misra-c2012-11.4 ; deviation S2 */
-  volatile uint32_t *const base = (volatile uint32_t *)(UTVM_SERIAL_CMSDK);
-  return &base[index];
-}
-static void uart_init(void) {
-  *uart_reg(4u) = 16u; /* BAUDDIV */
-  *uart_reg(2u) = 3u;  /* CTRL: TX and RX enabled */
-}
-static bool uart_ready(void) { return (*uart_reg(1u) & 2u) != 0u; } /* STATE: RX full */
-static uint8_t uart_get(void) { return (uint8_t)(*uart_reg(0u) & 0xFFu); }
-static void uart_put(uint8_t c) {
-  while ((*uart_reg(1u) & 1u) != 0u) { /* STATE: TX full */
-  }
-  *uart_reg(0u) = (uint32_t)c;
-}
+static void uart_init(void) { utvm_cmsdk_init((uintptr_t)(UTVM_SERIAL_CMSDK)); }
+static bool uart_ready(void) { return utvm_cmsdk_ready((uintptr_t)(UTVM_SERIAL_CMSDK)); }
+static uint8_t uart_get(void) { return utvm_cmsdk_get((uintptr_t)(UTVM_SERIAL_CMSDK)); }
+static void uart_put(uint8_t c) { utvm_cmsdk_put((uintptr_t)(UTVM_SERIAL_CMSDK), c); }
 #else
 #error "define UTVM_SERIAL_NS16550 or UTVM_SERIAL_CMSDK to the UART's address (or UTVM_SERIAL_TEST)"
 #endif

@@ -16,7 +16,8 @@ import model  # noqa: E402
 
 from utvm_host import Session, devices  # noqa: E402
 from utvm_host.export import export_firmware  # noqa: E402
-from utvm_host.graph import Graph, GraphExecutor  # noqa: E402
+from utvm_host.executor import GraphExecutor  # noqa: E402
+from utvm_host.graph import Graph  # noqa: E402
 
 
 

@@ -20,7 +20,8 @@ import pytest
 
 from helpers import EXAMPLES, missing, session_for
 from utvm_host import Session, build, devices
-from utvm_host.graph import ALLOWED_FILE_CFLAGS, Graph, GraphBuilder, GraphError, GraphExecutor
+from utvm_host.executor import GraphExecutor
+from utvm_host.graph import ALLOWED_FILE_CFLAGS, Graph, GraphBuilder, GraphError
 
 CLI = [sys.executable, "-m", "utvm_host.cli"]
 SCALE_C = ('#include <stdint.h>\n#include "scale.h"\n'

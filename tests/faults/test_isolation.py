@@ -150,7 +150,7 @@ class TestWithoutPrivateNetwork:
     def test_dangerous_openocd_commands_are_gone(self, monkeypatch, caplog):
         cfg = device_cfg("spike-rv32")
         monkeypatch.setenv("UTVM_HOST_PRIVATE_NET", "0")
-        monkeypatch.setattr(launch, "_warned_no_netns", False)
+        monkeypatch.setattr(launch.network, "_warned_no_netns", False)
         with caplog.at_level(logging.WARNING, logger="utvm_host.launch"), Session(cfg) as sess:
             assert [p.name for p in sess._processes] == ["spike", "openocd"]
             assert [r.getMessage() for r in caplog.records] == [

@@ -12,13 +12,12 @@ import logging
 import numbers
 import os
 import shutil
-import struct
 import tempfile
 import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from ..layout import Block, MemoryLayout, MemoryMap
 from ..link import LinkedImage, Linker
 from ..toolchain import Library
 from ..endpoint import Endpoint, UnixEndpoint
-from ..transport import TracingTransport, Transport
+from ..transport import Transport
 log = logging.getLogger(__name__)
 
 from .device import DeviceMixin
@@ -71,6 +70,17 @@ def _session_parent() -> str:
         return "/tmp"
     return parent
 
+
+
+#: The debug layer's Debugger (it sits above the session, which never imports it): registered by
+#: :mod:`utvm_host.debug` when it is imported (:func:`register_debugger`).
+_debugger_class: Optional[Callable[..., Any]] = None
+
+
+def register_debugger(cls: Callable[..., Any]) -> None:
+    """Make ``Session.debugger()`` attach with ``cls(session, gdb)`` (the debug layer calls this)."""
+    global _debugger_class
+    _debugger_class = cls
 
 
 class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
@@ -172,9 +182,8 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
         try:
             self.linker = Linker(self.cfg, self.layout, self.workdir)
             self._place_runtime()
-            self.transport, self._preloaded = self._start_device()
-            if self.trace:
-                self.transport = TracingTransport(self.transport)
+            transport, self._preloaded = self._start_device()
+            self._use_link(transport)
             self.console.attach(self._console_file())
             self._write_runtime(image=not self._preloaded)
         except BaseException:
@@ -197,7 +206,7 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
             family = arch.lookup(self.cfg.abi["elf_machine"])
             gdb_arch = family.gdb_arch(self.cfg) if family is not None else None
             try:
-                target = self._debug_endpoint()
+                target = self.debug_endpoint
                 endpoint = {"socket": target.path} if isinstance(target, UnixEndpoint) else \
                     {"host": target.host, "port": target.port}
                 endpoint.update(arch=gdb_arch, shared=self.cfg.transport_kind == "openocd")
@@ -318,8 +327,9 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
         self._require_open()
         if self._debugger is not None and self._debugger.attached:
             return self._debugger
-        from ..debug import Debugger   # the debug layer sits above the session
-        self._debugger = Debugger(self, gdb)
+        if _debugger_class is None:   # utvm_host/__init__ imports the debug layer, which registers it
+            raise UtvmError("the debugger is not available: import utvm_host.debug first")
+        self._debugger = _debugger_class(self, gdb)
         return self._debugger
 
     # -- tensors -----------------------------------------------------------------------------
@@ -402,8 +412,7 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
     def workspace_peak(self) -> int:
         """Bytes of the workspace region (TVMBackendAllocWorkspace) the last call used at most."""
         self._require_open()
-        raw = self.transport.read(self._sym["utvm_workspace_peak"], self.cfg.pointer_size)
-        return struct.unpack(self._ptr_fmt, raw)[0]
+        return self.transport.read_word(self._sym["utvm_workspace_peak"], 8 * self.cfg.pointer_size)
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"

@@ -1,18 +1,20 @@
 """Bringing up a device link: starting or attaching to the device per transport kind, its
-processes, and handing the link to a debugger and back."""
+processes, the one place the link is wrapped for tracing, and handing the link to a debugger and
+back."""
 from __future__ import annotations
 
 import signal
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from types import MappingProxyType
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .. import launch
 from ..elf import ElfFile
-from ..errors import ConfigError, ConnectionLost, LinkError
+from ..errors import ConfigError, ConnectionLost, LinkError, UtvmError
 from ..transport import gdb
 from ..endpoint import Endpoint, TcpEndpoint, UnixEndpoint
-from ..transport import HostTransport, OpenOcdTransport, TracingTransport, Transport
+from ..transport import HostTransport, OpenOcdTransport, Transport
 
 
 
@@ -27,7 +29,7 @@ class DeviceMixin:
             if self._early is None:
                 self._early = self._open_serial(self.cfg["transport"].get("url"))
             return {"UTVMDoneHook": self._early.info["done_hook"], "UTVMConsoleHook": self._early.info["console_hook"]}
-        from ..export import serial_stub   # builds (or finds in the cache) the stub for this device
+        from ..stubs import serial_stub   # builds (or finds in the cache) the stub for this device
         self._stub_elf = serial_stub(self.cfg)
         with ElfFile(self._stub_elf) as elf:
             return {name: elf.get_symbol(name).value for name in ("UTVMDoneHook", "UTVMConsoleHook")}
@@ -182,15 +184,22 @@ class DeviceMixin:
         for proc in reversed(self._processes):
             proc.stop()
         self._processes = []
-        self.transport, self._preloaded = self._start_device()
-        if self.trace:
-            self.transport = TracingTransport(self.transport)
+        transport, self._preloaded = self._start_device()
+        self._use_link(transport)
         self.console.attach(self._console_file())
 
+    def _use_link(self, transport: Transport) -> None:
+        """Make ``transport`` the session's link, traced when the session traces: the one place a
+        link is wrapped (:meth:`Transport.with_tracing`)."""
+        self.transport = transport.with_tracing() if self.trace else transport
 
-    def _debug_endpoint(self) -> Endpoint:
+    # -- a debugger holds the device (utvm_host.debug) ------------------------------------------
+
+    @property
+    def debug_endpoint(self) -> Endpoint:
         """Where gdb-multiarch attaches: QEMU's gdb socket, a relay (a Unix socket in the session
-        folder) to the gdb port of the OpenOCD in the session's private network, or a TCP port."""
+        folder) to the gdb port of the OpenOCD in the session's private network, or a TCP port;
+        ConfigError if the session has no gdb server."""
         kind = self.cfg.transport_kind
         if kind == "gdb" and self._gdb_server is not None:
             return self._gdb_server[0]
@@ -205,33 +214,47 @@ class DeviceMixin:
     def gdb_target(self) -> str:
         """What gdb's ``target remote`` takes to reach this session's device (a Unix socket in
         the session folder, or host:port); ConfigError if it has no gdb server."""
-        return self._debug_endpoint().gdb_target()
+        return self.debug_endpoint.gdb_target()
 
-    def _hand_over_transport(self) -> Optional[Transport]:
-        """Give the gdb port to a debugger; returns the link the session keeps for memory
-        (OpenOCD's Tcl port), or None when gdb must carry everything (QEMU)."""
-        tr = self.transport.inner if isinstance(self.transport, TracingTransport) else self.transport
-        if isinstance(tr, OpenOcdTransport):
-            tr.release_gdb_port()
-            self._bulk_port, tr.gdb_endpoint = tr.gdb_endpoint, None   # Tcl only while gdb holds the port
-            tr.clear_breakpoints()
-            return tr
-        tr.close()
-        return None
+    @property
+    def symbols(self) -> Mapping[str, int]:
+        """The device runtime's symbols (name -> address), read-only."""
+        if self.runtime is None:
+            raise UtvmError("the session is not open")
+        return MappingProxyType(self._sym)
 
-    def _take_debug_transport(self, transport: Transport) -> None:
-        self.transport = TracingTransport(transport) if self.trace else transport
+    def lend_link_to_debugger(self) -> Optional[Transport]:
+        """Give the device's gdb port to a debugger (:meth:`Transport.lend_debug_port`).
 
-    def _debugger_gone(self, inner: Optional[Transport]) -> None:
-        """Take the device back from a debugger (or a debugger that failed to attach)."""
+        Returns
+        -------
+        Transport or None
+            The link the session keeps for memory while the debugger holds the device (OpenOCD's
+            Tcl port), for the debugger's transport to use; None when gdb must carry everything
+            (QEMU's gdbstub takes one client).
+        """
+        return self.transport.lend_debug_port()
+
+    def use_debug_transport(self, transport: Transport) -> None:
+        """While a debugger holds the device, the session's calls and transfers go through
+        ``transport`` (the debugger's)."""
+        self._use_link(transport)
+
+    def take_link_back(self, kept: Optional[Transport]) -> None:
+        """Take the device back from a debugger that detached (or failed to attach).
+
+        Parameters
+        ----------
+        kept : Transport or None
+            What :meth:`lend_link_to_debugger` returned: its debug port is reclaimed
+            (:meth:`Transport.reclaim_debug_port`: bulk transfers, the core halted); None opens
+            a new connection to the GDB server.
+        """
         self._debugger = None
-        if inner is not None:
-            inner.gdb_endpoint = getattr(self, "_bulk_port", None)
-            if inner.state() != "halted":   # OpenOCD resumes the core when gdb detaches
-                inner.halt()
-            tr: Transport = inner
+        if kept is not None:
+            kept.reclaim_debug_port()
+            tr = kept
         else:
             endpoint, regs, kind = self._gdb_server
             tr = gdb.GdbTransport(endpoint, None, regs, little_endian=self.cfg.little_endian, bp_kind=kind)
-        self.transport = TracingTransport(tr) if self.trace else tr
-
+        self._use_link(tr)

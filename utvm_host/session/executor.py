@@ -105,7 +105,7 @@ class ExecutorMixin:
 
     def _read_summary(self) -> int:
         """The runtime's completion summary from memory (transports that report no registers)."""
-        return struct.unpack(self._ptr_fmt, self.transport.read(self._sym["utvm_summary"], self.cfg.pointer_size))[0]
+        return self.transport.read_word(self._sym["utvm_summary"], 8 * self.cfg.pointer_size)
 
     def _check_completion(self, summary: int, n: int, what: str) -> Completion:
         """The runtime's summary (decoded) when it echoes this run: its run id and the ``n`` tasks
@@ -153,7 +153,7 @@ class ExecutorMixin:
             self.transport.write(self._sym["utvm_timing"], struct.pack(self._order + "II", *timing))
             self._timing_state = timing
         if profile != self._profile_state:
-            self.transport.write(self._sym["utvm_profile"], struct.pack(self._order + "I", int(profile)))
+            self.transport.write32(self._sym["utvm_profile"], int(profile))
             self._profile_state = profile
 
     def run_batch(self, calls: Sequence["BoundCall"], *, timeout: Optional[float] = None,
@@ -196,7 +196,7 @@ class ExecutorMixin:
 
         def current() -> "BoundCall":   # the call the device was in when it stopped
             try:
-                done = struct.unpack(self._order + "I", tr.read(self._sym["utvm_tasks_done"], 4))[0]
+                done = tr.read32(self._sym["utvm_tasks_done"])
             except UtvmError:
                 return chunk[0]
             return chunk[min(done, n - 1)]
@@ -225,7 +225,7 @@ class ExecutorMixin:
                     value._written()
         if not profile:
             return []
-        self.last_batch_count = struct.unpack(self._order + "Q", tr.read(self._sym["utvm_batch_count"], 8))[0]
+        self.last_batch_count = tr.read64(self._sym["utvm_batch_count"])
         return list(struct.unpack(f"{self._order}{n}Q", tr.read(self._sym["utvm_task_counts"], 8 * n)))
 
     def _failed_by_runtime(self) -> bool:
@@ -233,14 +233,13 @@ class ExecutorMixin:
         workspace block header written over), which fails the call even if the kernel, not
         noticing, returned 0. Read only then: a kernel that reported an error and returned 0
         has handled it."""
-        raw = self.transport.read(self._sym["utvm_error_set"], 4)
-        return struct.unpack(self._order + "I", raw)[0] == 2
+        return self.transport.read32(self._sym["utvm_error_set"]) == 2
 
     def _bad_header(self) -> str:
         """The workspace header the runtime's corruption error names (``utvm_ws_bad``), as
         2 * pointer size hex digits."""
         ptr = self.cfg.pointer_size
-        addr = struct.unpack(self._ptr_fmt, self.transport.read(self._sym["utvm_ws_bad"], ptr))[0]
+        addr = self.transport.read_word(self._sym["utvm_ws_bad"], 8 * ptr)
         return f"{addr:0{2 * ptr}x}"
 
     def _kernel_error(self, kernel: str, value: Optional[int], tvm: bool = False,
@@ -286,12 +285,12 @@ class ExecutorMixin:
                 or self.cfg.transport_kind == "serial":
             return
         try:
-            length = struct.unpack(self._order + "I", self.transport.read(sym["utvm_console_len"], 4))[0]
+            length = self.transport.read32(sym["utvm_console_len"])
             if length == 0:
                 return
             # a kernel that wrote wild may have corrupted the length: never read past the buffer
             text = self.transport.read(sym["utvm_console_line"], min(length, self._sym_sizes["utvm_console_line"]))
-            self.transport.write(sym["utvm_console_len"], bytes(4))   # read once, never sent again
+            self.transport.write32(sym["utvm_console_len"], 0)   # read once, never sent again
         except (UtvmError, OSError) as exc:
             log.debug("the console's unsent line could not be read: %s", exc)
             return

@@ -12,11 +12,11 @@ from ..elf import Signature
 
 from ..layout import Block
 
-from .function import BoundCall, Function
-from .tensor import Tensor, _stage
+from .function import BoundCall, Function, _stage
+from .tensor import Tensor
 
 if TYPE_CHECKING:
-    from .core import Session
+    from .interface import SessionServices as Session
     from .module import Module
 
 

@@ -14,13 +14,13 @@ import numpy as np
 from .. import abi
 from ..elf import CType, Signature
 from ..errors import DeviceError, DeviceTimeout, UtvmError
-from ..layout import Block
+from ..layout import Block, align_up
 
-from .tensor import Tensor, _free_block, _stage
+from .tensor import Tensor, _free_block
 from .text import _plural
 
 if TYPE_CHECKING:
-    from .core import Session
+    from .interface import SessionServices as Session
     from .module import Module
 
 #: Parameter names that give the element count of the kernel's array arguments.
@@ -29,6 +29,29 @@ LENGTH_NAMES = frozenset({"n", "len", "length", "size", "count", "num", "num_ele
 #: Per thread: whether the running call was started with Function.start() (a debugger may then
 #: stop it at breakpoints and the call waits; a plain call cannot wait for a person).
 call_context = threading.local()
+
+
+def _stage(session: Session, arrays: Sequence[Tuple[int, np.ndarray]], what: str
+           ) -> Tuple[Optional[Block], Dict[int, int]]:
+    """Copy the numpy arrays a call passes to one heap block (16-byte aligned each); returns the
+    block (None without arrays: the caller frees it) and each array's device address by key."""
+    if not arrays:
+        return None, {}
+    offsets: Dict[int, int] = {}
+    total = 0
+    for key, arr in arrays:
+        total = align_up(total, 16)
+        offsets[key] = total
+        total += arr.nbytes
+    scratch = session._alloc_heap(total, 16, f"arguments of {what}()")
+    try:
+        for key, arr in arrays:
+            if arr.nbytes:
+                session.write_bulk(scratch.start + offsets[key], arr, f"copying the arguments of {what}()")
+    except BaseException:
+        session.layout.free(scratch)
+        raise
+    return scratch, {key: scratch.start + off for key, off in offsets.items()}
 
 
 class _Param:

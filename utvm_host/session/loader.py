@@ -12,7 +12,7 @@ import numpy as np
 
 from ..elf import ElfFile
 from ..errors import LayoutError, LinkError, UtvmError
-from ..layout import MemoryMap
+from ..layout import MemoryMap, align_up
 from ..toolchain import Library, build_runtime, build_runtime_parts, library_from_object, runtime_parts_needed
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class LoaderMixin:
         self._order = "<" if self.cfg.little_endian else ">"
         off = {k: v[0] for k, v in self._task_layout.items()}
         end = max(o + s for o, s in self._task_layout.values())
-        self._task_stride = (end + ptr - 1) // ptr * ptr   # struct size: fields plus tail padding
+        self._task_stride = align_up(end, ptr)   # struct size: fields plus tail padding
         self._max_tasks = task_size // self._task_stride
         self._task_off = off
         if off["error"] != off["status"] + 4:
@@ -71,11 +71,11 @@ class LoaderMixin:
     def _write_runtime(self, image: bool = True) -> None:
         if image:
             self._write_image(self.runtime)
-        pack = struct.Struct(self._ptr_fmt).pack
-        self.transport.write(self._sym["utvm_workspace_base"], pack(self._workspace_block.start))
-        self.transport.write(self._sym["utvm_workspace_size"], pack(self._workspace_block.size))
+        ptr_bits = 8 * self.cfg.pointer_size
+        self.transport.write_word(self._sym["utvm_workspace_base"], self._workspace_block.start, ptr_bits)
+        self.transport.write_word(self._sym["utvm_workspace_size"], self._workspace_block.size, ptr_bits)
         if "utvm_stack_limit" in self._sym:   # Cortex-M: PSPLIM or an MPU guard at the stack's bottom
-            self.transport.write(self._sym["utvm_stack_limit"], struct.pack(self._order + "I", self._stack_block.start))
+            self.transport.write32(self._sym["utvm_stack_limit"], self._stack_block.start)
             self._guard_written = None
             self._write_stack_guard()
 
@@ -176,7 +176,7 @@ class LoaderMixin:
         self.modules.append(mod)
         self._write_stack_guard()   # as deep as the largest frame now loaded
         if self._debugger is not None:
-            self._debugger._module_loaded(mod)
+            self._debugger.module_loaded(mod)
         self._publish()
         log.info("loaded %s: %s", owner, ", ".join(f"{b.what} {b.size:,} B at 0x{b.start:x}" for b in image.blocks))
         return mod
@@ -197,7 +197,7 @@ class LoaderMixin:
             self.runtime_parts.append(image)   # before writing: a recovery rewrites it
             self._write_image(image)
             if self._debugger is not None:
-                self._debugger._add_symbols(image.owner, image)
+                self._debugger.add_symbols(image.owner, image)
             log.info("placed %s: %s", part.name, ", ".join(f"{b.what} {b.size:,} B at 0x{b.start:x}"
                                                            for b in image.blocks))
 
@@ -207,7 +207,7 @@ class LoaderMixin:
             for block in image.blocks:
                 self.layout.free(block)
             if self._debugger is not None:
-                self._debugger._remove_symbols(image.owner)
+                self._debugger.remove_symbols(image.owner)
             image.discard()
         del self.runtime_parts[keep:]
 
@@ -277,7 +277,7 @@ class LoaderMixin:
                             f"call{'s' if len(users) == 1 else ''} into it; unload "
                             f"{'it' if len(users) == 1 else 'them'} first")
         if self._debugger is not None:
-            self._debugger._module_unloaded(mod)
+            self._debugger.module_unloaded(mod)
         for block in mod.image.blocks:
             self.layout.free(block)
         self.modules.remove(mod)

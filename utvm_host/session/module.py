@@ -13,7 +13,7 @@ from .ffi import PackedFunction
 from .function import Function
 
 if TYPE_CHECKING:
-    from .core import Session
+    from .interface import SessionServices as Session
 
 
 class Module:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Tuple
 from ..toolchain import RUNTIME_INCLUDE
 
 if TYPE_CHECKING:
-    from .core import Session
+    from .interface import SessionServices as Session
 
 def _runtime_errors() -> Dict[str, str]:
     """The runtime's own error texts by code, as utvm_runtime_errors.h defines them once

@@ -5,7 +5,7 @@ import math
 import numbers
 import struct
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -15,30 +15,7 @@ from ..layout import Block
 from .runtime_abi import _FillKernel
 
 if TYPE_CHECKING:
-    from .core import Session
-
-
-def _stage(session: Session, arrays: Sequence[Tuple[int, np.ndarray]], what: str
-           ) -> Tuple[Optional[Block], Dict[int, int]]:
-    """Copy the numpy arrays a call passes to one heap block (16-byte aligned each); returns the
-    block (None without arrays: the caller frees it) and each array's device address by key."""
-    if not arrays:
-        return None, {}
-    offsets: Dict[int, int] = {}
-    total = 0
-    for key, arr in arrays:
-        total = (total + 15) & ~15
-        offsets[key] = total
-        total += arr.nbytes
-    scratch = session._alloc_heap(total, 16, f"arguments of {what}()")
-    try:
-        for key, arr in arrays:
-            if arr.nbytes:
-                session.write_bulk(scratch.start + offsets[key], arr, f"copying the arguments of {what}()")
-    except BaseException:
-        session.layout.free(scratch)
-        raise
-    return scratch, {key: scratch.start + off for key, off in offsets.items()}
+    from .interface import SessionServices as Session
 
 
 class Tensor:

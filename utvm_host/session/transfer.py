@@ -101,7 +101,7 @@ class TransferMixin:
                 raise
             dead = self._dead_process(0.3 if isinstance(exc, (ConnectionLost, OSError)) and self._processes else 0)
             if dead is None and not isinstance(exc, (ConnectionLost, OSError)) and self.transport is not None \
-                    and getattr(self.transport, "alive", True):
+                    and self.transport.alive:
                 raise   # e.g. a refused address: the link is fine
             cause = f"the device's {dead}" if dead else str(exc)
             recovered = self._recover(f"the device went away while {doing}")
@@ -167,6 +167,5 @@ class TransferMixin:
                     "(tensor contents were lost with its memory)")
         if memory_lost:
             return f"the device had restarted, so {what} reloaded (tensor contents were lost with its memory)"
-        verb = getattr(self.transport, "RESTART_VERB", "restarted")
-        return f"the device was {verb} and {what} reloaded"
+        return f"the device was {self.transport.restart_verb} and {what} reloaded"
 

@@ -39,7 +39,7 @@ ARM_M = RegisterMap(pc=15, sp=13, results=(0, 1, 2), size=4)
 class GdbTransport(Transport):
     """A connection to a GDB server controlling one halted target."""
 
-    RESTART_VERB = "halted"
+    restart_verb = "halted"
 
     def __init__(self, host: Union[str, Endpoint], port: Optional[int], registers: RegisterMap, *,
                  little_endian: bool = True,
@@ -135,12 +135,19 @@ class GdbTransport(Transport):
 
     @property
     def alive(self) -> bool:
+        """Whether the connection is open and in step."""
         return self.rsp is not None and self.rsp.usable
 
-    def restart(self) -> None:
+    def restart(self) -> bool:
         """After a fault or timeout the target is already stopped; forget breakpoints (set again
         on the next run, after the runtime's code has been rewritten). A connection closed out of
-        step (a second Ctrl-C mid-packet) is opened again: the target and its memory are kept."""
+        step (a second Ctrl-C mid-packet) is opened again.
+
+        Returns
+        -------
+        bool
+            False: the target and its memory are kept.
+        """
         self._regs_blob = None
         if self.rsp is not None and not self.rsp.usable:
             endpoint = self.rsp.endpoint
@@ -153,6 +160,7 @@ class GdbTransport(Transport):
         for addr, kind in list(self._breakpoints.items()):
             self.rsp.clear_breakpoint(addr & ~1, kind)
         self._breakpoints.clear()
+        return False
 
     def close(self) -> None:
         if self.rsp is not None:

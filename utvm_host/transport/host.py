@@ -31,7 +31,7 @@ def _punch_hole(fd: int, offset: int, length: int) -> bool:
 class HostTransport(Transport):
     """Memory ``[base, base + size)`` shared between Python and a :class:`HostCpu` child."""
 
-    RESTART_VERB = "restarted"
+    restart_verb = "restarted"
 
     def __init__(self, base: int, size: int, log_dir: Optional[Path] = None):
         self.base = base
@@ -113,12 +113,20 @@ class HostTransport(Transport):
 
     @property
     def alive(self) -> bool:
+        """Whether the CPU process runs (a fault or a timeout ends it)."""
         return self.cpu.alive
 
-    def restart(self) -> None:
-        """Start a new CPU process on the same memory (its contents are kept)."""
+    def restart(self) -> bool:
+        """Start a new CPU process on the same memory.
+
+        Returns
+        -------
+        bool
+            False: the memory's contents are kept.
+        """
         self.cpu.stop()
         self.cpu.start()
+        return False
 
     def close(self) -> None:
         if self.cpu is not None:

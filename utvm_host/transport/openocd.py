@@ -43,7 +43,7 @@ class OpenOcdTransport(Transport):
     """
 
     #: How recovery after a fault reads in messages ("the device was halted and ... reloaded").
-    RESTART_VERB = "halted"
+    restart_verb = "halted"
 
     def __init__(self, host: Union[str, Endpoint], port: Optional[int] = None, *, little_endian: bool = True,
                  bp_length: int = 4, result_regs: Sequence[str] = ("a0", "a1", "a2"), sp_reg: str = "sp",
@@ -60,7 +60,6 @@ class OpenOcdTransport(Transport):
         self.sp_reg = sp_reg
         self.command_timeout = command_timeout
         self._breakpoints: Dict[int, int] = {}
-        self._word = struct.Struct(("<" if little_endian else ">") + "I")
         self.sock: Optional[socket.socket] = None
         try:
             self.sock = self.endpoint.connect_retrying(command_timeout, connect_timeout)
@@ -74,6 +73,7 @@ class OpenOcdTransport(Transport):
         if gdb_endpoint is None and gdb_port is not None:
             gdb_endpoint = TcpEndpoint(getattr(self.endpoint, "host", "127.0.0.1"), gdb_port)
         self.gdb_endpoint = gdb_endpoint
+        self._lent: Optional[tuple] = None   # (the gdb port,) while a debugger holds it
         self._rsp: Optional[RspClient] = None
         self.halt()
 
@@ -208,9 +208,6 @@ class OpenOcdTransport(Transport):
             raise TransportError(f"unexpected get_reg reply {reply[:120]!r}") from exc
         return regs
 
-    def set_regs(self, values: Dict[str, int]) -> None:
-        self.command("set_reg {" + " ".join(f"{k} 0x{v:x}" for k, v in values.items()) + "}")
-
     def halt(self) -> None:
         self.command("halt")
 
@@ -285,13 +282,45 @@ class OpenOcdTransport(Transport):
 
     @property
     def alive(self) -> bool:
+        """Whether the Tcl connection is open."""
         return self.sock is not None
 
-    def restart(self) -> None:
+    def restart(self) -> bool:
         """After a fault or timeout: make sure the core is halted and forget breakpoints (they are
-        set again on the next run, after the runtime's code has been rewritten)."""
+        set again on the next run, after the runtime's code has been rewritten).
+
+        Returns
+        -------
+        bool
+            False: the core's memory is kept.
+        """
         self.halt()
         self.clear_breakpoints()
+        return False
+
+    def lend_debug_port(self) -> Optional[Transport]:
+        """Give OpenOCD's gdb port to a debugger (:meth:`release_gdb_port`) and keep the Tcl port:
+        bulk transfers go through Tcl until :meth:`reclaim_debug_port`; the session's breakpoints
+        are removed (the debugger sets its own).
+
+        Returns
+        -------
+        Transport
+            This transport: the session keeps it for memory while the debugger holds the core.
+        """
+        self.release_gdb_port()
+        if self._lent is None:
+            self._lent, self.gdb_endpoint = (self.gdb_endpoint,), None   # Tcl only while gdb holds the port
+        self.clear_breakpoints()
+        return self
+
+    def reclaim_debug_port(self) -> None:
+        """After the debugger detached: bulk transfers use the gdb port again, and the core is
+        halted if it runs (OpenOCD resumes it when gdb detaches)."""
+        if self._lent is not None:
+            (self.gdb_endpoint,), self._lent = self._lent, None
+        if self.state() != "halted":
+            self.halt()
 
     def release_gdb_port(self) -> None:
         """Close our connection to OpenOCD's gdb port so a debugger can use it (OpenOCD takes one

@@ -121,7 +121,7 @@ class SerialTransport(Transport):
     ``url`` (any object with ``read``/``write``/``close`` like a pyserial port: the fault-injection
     tests wrap one). ``console`` is a file the device's printf output is appended to."""
 
-    RESTART_VERB = "checked"
+    restart_verb = "checked"
 
     def __init__(self, url: Optional[str] = None, *, port=None, baudrate: int = 115200, timeout: float = 2.0,
                  retries: int = 8, console: Optional[Path] = None, little_endian: bool = True,
@@ -241,71 +241,89 @@ class SerialTransport(Transport):
         queue = list(requests)
         call_deadline: Optional[float] = None   # patient: when the call's whole wait ends
         while (queue and not guard.pending) or pending:
-            while queue and len(pending) < WINDOW and not guard.pending:
-                cmd, body = queue.pop(0)
-                seq = self._next_seq()
-                frame = self._frame(seq, cmd, body)
-                self.port.write(frame)
-                self.stats["sent"] += 1
-                pending.append([seq, cmd, frame, 1])
-            seq, cmd, frame, tries = pending[0]
-            if seq not in got:
-                bad_before = self.stats["bad"]
-                if patient:
-                    # A call's reply comes when the kernel is done, but a call frame the link lost
-                    # is never answered: after a link timeout of silence it goes again (the stub
-                    # runs a call once and answers a repeated seq from its saved reply).
-                    if call_deadline is None:
-                        call_deadline = time.monotonic() + wait
-                    slice_end = min(call_deadline, time.monotonic() + max(self.timeout, 0.05))
-                    reply = self._read_frame(slice_end, stop_on_interrupt=True)
-                    if reply is None and guard.pending:
-                        guard.check()   # a call the link cannot stop: run() marks the device busy
-                    if reply is None and self.stats["bad"] == bad_before:
-                        if time.monotonic() >= call_deadline:
-                            raise TransportTimeout(f"no reply from the device within {wait:g} s")
-                        self.port.write(frame)
-                        self.stats["resent"] += 1
-                        continue
-                else:
-                    reply = self._read_frame(time.monotonic() + wait, stop_on_interrupt=False)
-                if reply is not None:
-                    mine = {p[0]: p[1] for p in pending}
-                    if reply[0] in mine and reply[1] == mine[reply[0]] | 0x80 and reply[2] != 1:
-                        if reply[2] != 0:
-                            raise TransportError(f"the serial stub refused command {reply[1] & 0x7F}: "
-                                                 f"{STATUS.get(reply[2], reply[2])}")
-                        got[reply[0]] = reply[3:]
-                        self._calm()
-                        continue
-                    elif reply[0] in mine and reply[2] == 1:   # a NAK: the device saw that request corrupted
-                        nak = next(p for p in pending if p[0] == reply[0])
-                        if nak[3] > self.retries:
-                            raise TransportTimeout(f"the serial link {self.url} failed: {STATUS[1]} after {nak[3]} "
-                                                   f"tries (link stats: {self.stats})")
-                        self.port.write(nak[2])
-                        self.stats["resent"] += 1
-                        nak[3] += 1
-                        self._noisy()
-                        continue
-                    else:
-                        self.stats["stray"] += 1   # an answer to an earlier copy: already handled
-                        continue
-                else:
-                    problem = f"no reply within {wait:g} s"
-                if tries > self.retries:
-                    raise TransportTimeout(f"the serial link {self.url} failed: {problem} after {tries} tries "
-                                           f"(link stats: {self.stats})")
-                log.debug("serial: %s for seq %d; sending it again", problem, seq)
-                self._noisy()
-                self.port.write(frame)
-                self.stats["resent"] += 1
-                pending[0][3] = tries + 1
+            self._send_window(queue, pending, guard)
+            seq = pending[0][0]
+            if seq in got:
+                out.append(got.pop(seq))
+                pending.pop(0)
                 continue
-            out.append(got.pop(seq))
-            pending.pop(0)
+            if patient:
+                if call_deadline is None:
+                    call_deadline = time.monotonic() + wait
+                reply, resent = self._await_call_reply(pending[0], call_deadline, wait, guard)
+                if resent:
+                    continue
+            else:
+                reply = self._read_frame(time.monotonic() + wait, stop_on_interrupt=False)
+            if reply is not None:
+                self._take_reply(reply, pending, got)
+            else:
+                self._resend_oldest(pending, f"no reply within {wait:g} s")
         guard.check()   # Ctrl-C during the transfer: every request sent was answered
         return out
+
+    def _send_window(self, queue: List[Tuple[int, bytes]], pending: List[List], guard: DeferredInterrupt) -> None:
+        """Send queued requests until WINDOW are in flight (none once a Ctrl-C is pending)."""
+        while queue and len(pending) < WINDOW and not guard.pending:
+            cmd, body = queue.pop(0)
+            seq = self._next_seq()
+            frame = self._frame(seq, cmd, body)
+            self.port.write(frame)
+            self.stats["sent"] += 1
+            pending.append([seq, cmd, frame, 1])
+
+    def _await_call_reply(self, oldest: List, call_deadline: float, wait: float,
+                          guard: DeferredInterrupt) -> Tuple[Optional[bytes], bool]:
+        """One slice of a call's patient wait: ``(reply or None, resent)``. A call's reply comes
+        when the kernel is done, but a call frame the link lost is never answered: after a link
+        timeout of silence it goes again (``resent``; the stub runs a call once and answers a
+        repeated seq from its saved reply); silence until ``call_deadline`` is a timeout."""
+        bad_before = self.stats["bad"]
+        slice_end = min(call_deadline, time.monotonic() + max(self.timeout, 0.05))
+        reply = self._read_frame(slice_end, stop_on_interrupt=True)
+        if reply is None and guard.pending:
+            guard.check()   # a call the link cannot stop: run() marks the device busy
+        if reply is None and self.stats["bad"] == bad_before:
+            if time.monotonic() >= call_deadline:
+                raise TransportTimeout(f"no reply from the device within {wait:g} s")
+            self.port.write(oldest[2])
+            self.stats["resent"] += 1
+            return None, True
+        return reply, False
+
+    def _take_reply(self, reply: bytes, pending: List[List], got: Dict[int, bytes]) -> None:
+        """File a reply under its request's seq; a NAK sends that request again; anything else
+        (an answer to an earlier copy, already handled) is counted as stray."""
+        mine = {p[0]: p[1] for p in pending}
+        if reply[0] in mine and reply[1] == mine[reply[0]] | 0x80 and reply[2] != 1:
+            if reply[2] != 0:
+                raise TransportError(f"the serial stub refused command {reply[1] & 0x7F}: "
+                                     f"{STATUS.get(reply[2], reply[2])}")
+            got[reply[0]] = reply[3:]
+            self._calm()
+        elif reply[0] in mine and reply[2] == 1:   # a NAK: the device saw that request corrupted
+            nak = next(p for p in pending if p[0] == reply[0])
+            if nak[3] > self.retries:
+                raise TransportTimeout(f"the serial link {self.url} failed: {STATUS[1]} after {nak[3]} "
+                                       f"tries (link stats: {self.stats})")
+            self.port.write(nak[2])
+            self.stats["resent"] += 1
+            nak[3] += 1
+            self._noisy()
+        else:
+            self.stats["stray"] += 1   # an answer to an earlier copy: already handled
+
+    def _resend_oldest(self, pending: List[List], problem: str) -> None:
+        """The oldest request got no (good) reply: send it again, or give up after ``retries``."""
+        seq, _, frame, tries = pending[0]
+        if tries > self.retries:
+            raise TransportTimeout(f"the serial link {self.url} failed: {problem} after {tries} tries "
+                                   f"(link stats: {self.stats})")
+        log.debug("serial: %s for seq %d; sending it again", problem, seq)
+        self._noisy()
+        self.port.write(frame)
+        self.stats["resent"] += 1
+        pending[0][3] = tries + 1
 
     def _handshake(self, timeout: float) -> Dict[str, int]:
         deadline = time.monotonic() + timeout
@@ -403,6 +421,7 @@ class SerialTransport(Transport):
 
     @property
     def alive(self) -> bool:
+        """Whether the port is open and no kernel the link cannot stop is still running."""
         return self.port is not None and not self._busy
 
     def reset_device(self, timeout: float = 10.0) -> None:
@@ -414,10 +433,20 @@ class SerialTransport(Transport):
 
     def restart(self) -> bool:
         """After a fault the stub is back in its loop: check that it answers and did not restart.
-        After a call that did not end (timeout, Ctrl-C) the core is still in the kernel and the
-        link cannot stop it: TransportError (the session starts a simulator again; a board
-        needs its reset button). Returns True when the device had restarted on its own (a
-        reset board): its memory is gone, tensors included."""
+
+        Returns
+        -------
+        bool
+            True when the device had restarted on its own (a reset board): its memory is gone,
+            tensors included; False when it kept it.
+
+        Raises
+        ------
+        TransportError
+            After a call that did not end (timeout, Ctrl-C): the core is still in the kernel and
+            the link cannot stop it (the session starts a simulator again; a board needs its
+            reset button).
+        """
         if self._busy:
             raise TransportError(f"the device on {self.url} is still running a kernel, which the serial link cannot "
                                  "stop: reset the device")

@@ -2,12 +2,13 @@
 
 Enable it with ``Session(cfg, trace=True)`` or ``UTVM_HOST_TRACE=1``; records go to the
 ``utvm_host.transport.tracing`` logger at DEBUG level. It adds behaviour without touching the
-backend it wraps (the pattern of tvm.micro's debug transport).
+backend it wraps (the pattern of tvm.micro's debug transport); every member of the
+:class:`~utvm_host.transport.base.Transport` contract is forwarded by name.
 """
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Mapping, Optional
 
 from .base import StopInfo, Transport, Writes
 
@@ -37,15 +38,63 @@ def _dump_view(addr: int, view: memoryview) -> str:
     return text
 
 
-class TracingTransport(Transport):
-    """Wraps another transport; every call is logged, then forwarded unchanged."""
+class _Wrapper(Transport):
+    """Forwards every member of the :class:`Transport` contract to ``inner``, by name (no
+    ``__getattr__``: a backend's extras are reached through :attr:`inner`). The word helpers
+    are not forwarded: they are built on :meth:`read` and :meth:`write`, so a wrapper sees them."""
 
     def __init__(self, inner: Transport):
         self.inner = inner
         self.little_endian = inner.little_endian
 
-    def __getattr__(self, name: str):  # backend extras (restart, alive, cpu, ...) pass through
-        return getattr(self.inner, name)
+    @property
+    def alive(self) -> bool:
+        return self.inner.alive
+
+    @property
+    def restart_verb(self) -> str:
+        return self.inner.restart_verb
+
+    @property
+    def info(self) -> Mapping[str, int]:
+        return self.inner.info
+
+    def read(self, addr: int, n: int) -> bytes:
+        return self.inner.read(addr, n)
+
+    def readinto(self, addr: int, out) -> None:
+        self.inner.readinto(addr, out)
+
+    def write(self, addr: int, data) -> None:
+        self.inner.write(addr, data)
+
+    def fill(self, addr: int, size: int, value: int = 0) -> None:
+        self.inner.fill(addr, size, value)
+
+    def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
+            timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
+        return self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout,
+                              results=results, before=before)
+
+    def restart(self) -> bool:
+        return self.inner.restart()
+
+    def lend_debug_port(self) -> Optional[Transport]:
+        return self.inner.lend_debug_port()
+
+    def reclaim_debug_port(self) -> None:
+        self.inner.reclaim_debug_port()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class TracingTransport(_Wrapper):
+    """Wraps another transport; every call is logged, then forwarded unchanged
+    (:meth:`Transport.with_tracing` makes one)."""
+
+    def with_tracing(self) -> Transport:
+        return self   # traced already
 
     def read(self, addr: int, n: int) -> bytes:
         data = self.inner.read(addr, n)
@@ -78,26 +127,33 @@ class TracingTransport(Transport):
         log.debug("stop  %s", stop)
         return stop
 
+    def restart(self) -> bool:
+        log.debug("restart")
+        return self.inner.restart()
+
+    def lend_debug_port(self) -> Optional[Transport]:
+        log.debug("lend the debug port")
+        return self.inner.lend_debug_port()
+
+    def reclaim_debug_port(self) -> None:
+        log.debug("reclaim the debug port")
+        self.inner.reclaim_debug_port()
+
     def close(self) -> None:
         log.debug("close")
         self.inner.close()
 
 
-class CountingTransport(Transport):
+class CountingTransport(_Wrapper):
     """Wraps another transport and counts what crosses the link: ``bytes_written``,
-    ``bytes_read``, ``bytes_filled`` (fills of device memory, which some links do on the device),
-    ``runs`` (for benchmarks and tests of traffic; ``reset()`` zeroes them)."""
+    ``bytes_read``, ``runs`` (for benchmarks and tests of traffic; ``reset()`` zeroes them)."""
 
     def __init__(self, inner: Transport):
-        self.inner = inner
-        self.little_endian = inner.little_endian
+        super().__init__(inner)
         self.reset()
 
     def reset(self) -> None:
-        self.bytes_written = self.bytes_read = self.bytes_filled = self.runs = 0
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
+        self.bytes_written = self.bytes_read = self.runs = 0
 
     def read(self, addr: int, n: int) -> bytes:
         self.bytes_read += n
@@ -111,16 +167,9 @@ class CountingTransport(Transport):
         self.bytes_written += memoryview(data).nbytes
         self.inner.write(addr, data)
 
-    def fill(self, addr: int, size: int, value: int = 0) -> None:
-        self.bytes_filled += size
-        self.inner.fill(addr, size, value)
-
     def run(self, entry: int, *, stack_base: int, stack_size: int, stop_at: Optional[int],
             timeout: Optional[float], results: Optional[int] = None, before: Writes = ()) -> StopInfo:
         self.runs += 1
         self.bytes_written += sum(len(data) for _, data in before)
         return self.inner.run(entry, stack_base=stack_base, stack_size=stack_size, stop_at=stop_at, timeout=timeout,
                               results=results, before=before)
-
-    def close(self) -> None:
-        self.inner.close()
