@@ -396,17 +396,11 @@ def _write_sources(work: Path, graph: Graph, plan: MemoryPlan, library, workspac
         (work / fname).write_text(text)
 
 
-def _compile(tc: Toolchain, work: Path, family: arch.Arch) -> List[Path]:
-    """The objects of the generated program, the firmware's common code and the family's startup."""
+def _sources(work: Path, family: arch.Arch) -> List[Path]:
+    """The generated program, the firmware's common code and the family's startup."""
     startup = FIRMWARE_STUBS / family.firmware_stubs
-    sources = [work / "graph_main.c", work / "graph_data.S", FIRMWARE_STUBS / "utvm_firmware.c"] + \
+    return [work / "graph_main.c", work / "graph_data.S", FIRMWARE_STUBS / "utvm_firmware.c"] + \
         sorted(startup.glob("*.c")) + sorted(startup.glob("*.S"))
-    objects = []
-    for i, src in enumerate(sources):
-        obj = work / f"{i}_{src.stem}.o"
-        tc.compile(src, obj, cflags=["-O2", "-Wall"], include_dirs=[FIRMWARE_STUBS, work], runtime=True)
-        objects.append(obj)
-    return objects
 
 
 def _memory_sizes(path: Path, plan: MemoryPlan, workspace_size: int) -> Dict[str, int]:
@@ -461,16 +455,16 @@ def export_firmware(graph: Graph, cfg: DeviceConfig, path: Union[str, Path], *,
     with tempfile.TemporaryDirectory(prefix="utvm-firmware-") as tmp:
         work = Path(tmp)
         _write_sources(work, graph, plan, library, workspace_size, arrays)
-        objects = _compile(tc, work, family)
         # the runtime's parts linked on demand: --gc-sections drops those no kernel calls
         parts = [part.path for part in build_runtime_parts(cfg)]
         script = work / "firmware.ld"
         script.write_text(firmware_linker_script(cfg, family.firmware_entry))
         out = work / "firmware.elf"
-        cmd = [tc.cc, "-nostdlib", "-nostartfiles", "-static"] + tc.ldflags + \
-              ["-T", str(script), "-Wl,--build-id=none", "-Wl,--gc-sections"] + \
-              [str(o) for o in objects] + [library.path, runtime.path] + parts + tc.libs + ["-o", str(out)]
-        tc.run(cmd, f"linking the firmware of '{graph.name}' for {cfg['arch']}")
+        tc.compile_and_link(_sources(work, family), work, out, cflags=["-O2", "-Wall"],
+                            include_dirs=[FIRMWARE_STUBS, work], runtime=True, script=script,
+                            ldflags=["-Wl,--build-id=none", "-Wl,--gc-sections"],
+                            inputs=[library.path, runtime.path, *parts],
+                            what=f"linking the firmware of '{graph.name}' for {cfg['arch']}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(out.read_bytes())
     return Firmware(path, graph, cfg, _memory_sizes(path, plan, workspace_size))

@@ -32,6 +32,7 @@ import numpy as np
 
 from .config import DeviceConfig
 from .errors import ConfigError
+from .layout import align_up
 from .toolchain import Library, build
 
 GRAPH_FORMAT = "utvm-host-graph"
@@ -79,7 +80,7 @@ class MemoryPlan:
 
 
 def _align(n: int, a: int = ALIGN) -> int:
-    return (n + a - 1) // a * a
+    return align_up(n, a)
 
 
 def _place(nbytes: Dict[str, int], lifetimes: Dict[str, Tuple[int, int]]) -> Tuple[Dict[str, int], int]:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Union
 from . import arch
 from .config import DeviceConfig
 from .errors import ConfigError
-from .toolchain import DEVICE_STUBS, LINKER_DIR, Toolchain, _cached_entry, _sha256_file, _sha256_json
+from .toolchain import DEVICE_STUBS, LINKER_DIR, Toolchain, cached_entry, sha256_file, sha256_json
 
 #: The standalone programs' common C (``utvm_firmware.c``) and each family's startup folder.
 FIRMWARE_STUBS = DEVICE_STUBS / "firmware"
@@ -164,23 +164,17 @@ def serial_stub(cfg: DeviceConfig, path: Optional[Union[str, Path]] = None) -> P
     tc = Toolchain(cfg)
     sources = _stub_sources(family)
     script = _stub_script(cfg, family, cfg.get("transport", {}).get("stub_memory") or cfg["memory"], defines)
-    key = _sha256_json({"compiler": tc.identity(), "target": [cfg["arch"], tc.cflags], "script": script,
-                        "defines": defines, "sources": [[p.name, _sha256_file(p)] for p in sources]})
+    key = sha256_json({"compiler": tc.identity(), "target": [cfg["arch"], tc.cflags], "script": script,
+                       "defines": defines, "sources": [[p.name, sha256_file(p)] for p in sources]})
 
     def make(work: Path) -> None:
-        objects = []
-        for i, src in enumerate(sources):
-            obj = work / f"{i}_{src.stem}.o"
-            tc.compile(src, obj, cflags=["-Os", "-Wall"], include_dirs=[FIRMWARE_STUBS], defines=defines,
-                       runtime=True)
-            objects.append(obj)
         (work / "stub.ld").write_text(script)
-        cmd = [tc.cc, "-nostdlib", "-nostartfiles", "-static"] + tc.ldflags + \
-              ["-T", str(work / "stub.ld"), "-Wl,--build-id=none", "-Wl,--gc-sections"] + \
-              [str(o) for o in objects] + tc.libs + ["-o", str(work / "lib.o")]
-        tc.run(cmd, f"linking the serial stub for {cfg['arch']}")
+        tc.compile_and_link(sources, work, work / "lib.o", cflags=["-Os", "-Wall"], include_dirs=[FIRMWARE_STUBS],
+                            defines=defines, runtime=True, script=work / "stub.ld",
+                            ldflags=["-Wl,--build-id=none", "-Wl,--gc-sections"],
+                            what=f"linking the serial stub for {cfg['arch']}")
 
-    elf = _cached_entry("stub", key, make) / "lib.o"
+    elf = cached_entry("stub", key, make) / "lib.o"
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(elf.read_bytes())

@@ -20,7 +20,7 @@ from ..errors import BuildError
 from .dwarf_types import _CTypes, _attr, _find_struct, _index_types, _members, _name, _owner
 from .lines import _build_function_index, _build_line_table, _FunctionIndex, _function_at, _line_for, _LineTable
 from .malformed import _MALFORMED, _not_elf_error, _reads
-from .reader import _decode_symbols, _make_section, _parse_headers_fast
+from .reader import decode_symbols, _make_section, _parse_headers_fast
 from .relocations import _RECIPES, _read_relocations, _relocate_dwarf, log
 from .signatures import _parse_signatures
 from .types import CType, Location, Relocation, Section, Signature, Symbol
@@ -203,7 +203,7 @@ class ElfFile:
 
     @_reads("symbol table")
     def _parse_symtab(self) -> List[Symbol]:
-        # Decoded with struct straight from the section bytes (see reader._decode_symbols).
+        # Decoded with struct straight from the section bytes (see reader.decode_symbols).
         symtab = self.get_section(".symtab")
         if symtab is None or symtab.type != "SHT_SYMTAB":
             return []
@@ -211,7 +211,7 @@ class ElfFile:
         link = head[4] if head is not None else self._elf.get_section(symtab.index)["sh_link"]
         strtab = self._section_bytes(link)
         data = self._section_bytes(symtab.index)
-        return _decode_symbols(data, strtab, self.elf_class, self.little_endian, self._section_name)
+        return decode_symbols(data, strtab, self.elf_class, self.little_endian, self._section_name)
 
     def get_symbol(self, name: str) -> Optional[Symbol]:
         """The defined GLOBAL/WEAK symbol ``name`` if there is one (GLOBAL first), else the

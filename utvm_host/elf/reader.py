@@ -78,7 +78,7 @@ def _table_fits(length: int, size: int, e_shoff: int, e_shentsize: int, e_shnum:
                 or e_shstrndx >= e_shnum)
 
 
-def _read_table(blob: bytes) -> Optional[_Table]:
+def read_table(blob: bytes) -> Optional[_Table]:
     """The section header table of ``blob``, or None when anything looks unusual."""
     if len(blob) < 52 or blob[4] not in (1, 2) or blob[5] not in (1, 2):
         return None
@@ -105,7 +105,7 @@ def _parse_headers_fast(blob: bytes, section_bytes: Callable[[int], bytes]) -> O
     """Read the ELF header and section headers of ``blob`` with struct; None (leave the work
     to pyelftools, with its error messages) for anything unusual.  The sections read their
     contents through ``section_bytes(index)``."""
-    table = _read_table(blob)
+    table = read_table(blob)
     if table is None:
         return None
     types = dict(_SH_TYPE_BASE)
@@ -136,7 +136,7 @@ def _make_section(index: int, sec: ElfSection, section_bytes: Callable[[int], by
                    _reader=lambda: section_bytes(index))
 
 
-def _decode_symbols(data: bytes, strtab: bytes, elf_class: int, little_endian: bool,
+def decode_symbols(data: bytes, strtab: bytes, elf_class: int, little_endian: bool,
                     section_name: Callable[[Union[int, str]], Optional[str]]) -> List[Symbol]:
     """The entries of a symbol table's contents ``data`` (Elf32_Sym / Elf64_Sym), index 0
     skipped; names come from ``strtab``, section names from ``section_name(index)``."""

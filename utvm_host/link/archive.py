@@ -6,7 +6,7 @@ import os
 import struct
 from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from ..elf.reader import _decode_symbols, _read_table
+from ..elf.reader import decode_symbols, read_table
 
 #: ``classify(input section name)`` -> output section, ``""`` (discarded) or None (orphan).
 Classify = Callable[[str], Optional[str]]
@@ -132,7 +132,7 @@ def _member_symbols(table, blob: bytes, symtab: tuple,
     needs: Set[str] = set()
     sym_off, sym_size, link = symtab
     str_off, str_size = table.headers[link][4], table.headers[link][5]
-    symbols = _decode_symbols(blob[sym_off:sym_off + sym_size], blob[str_off:str_off + str_size],
+    symbols = decode_symbols(blob[sym_off:sym_off + sym_size], blob[str_off:str_off + str_size],
                               64 if table.wide else 32, table.order == "<", lambda i: None)
     for sym in symbols:
         if not sym.name or sym.bind not in ("GLOBAL", "WEAK"):
@@ -153,7 +153,7 @@ def _read_member(path: str, offset: int, classify: Classify) -> Optional[_Member
     blob = _member_blob(path, offset)
     if blob is None:
         return None
-    table = _read_table(blob)
+    table = read_table(blob)
     if table is None:
         return None
     sizes, orphans, symtab = _section_sizes(table, classify)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..arch.riscv import riscv_extensions
 from .builder import PROGRESS_SOURCES, TVM_HINT, build, library_from_object, tvm_include_dirs
 # The cache helpers stubs.py and export.py use (private names, kept where they were).
-from .cache import CACHE_VERSION, PathLike, _cached_entry, _sha256_file, _sha256_json, cache_root  # noqa: F401
+from .cache import CACHE_VERSION, PathLike, cached_entry, sha256_file, sha256_json, cache_root  # noqa: F401
 from .compiler import DEVICE_STUBS, LINKER_DIR, PACKAGE_ROOT, RUNTIME_INCLUDE, Toolchain, build_host_program, log
 from .library import (SHIM_PREFIX, TVM_CONTEXT_FUNCTIONS, TVM_FFI_PREFIX, Library, check_target, context_source,
                       describe_machine, float_abi, kernel_signatures, shim_source, tvm_ffi_signature)

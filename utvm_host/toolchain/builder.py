@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ..config import DeviceConfig
 from ..elf import ElfFile
 from ..errors import BuildError
-from .cache import CACHE_VERSION, PathLike, _cached_entry, _lookup, _sha256_file, _sha256_json, _store, _workdir, \
+from .cache import CACHE_VERSION, PathLike, cached_entry, _lookup, sha256_file, sha256_json, _store, _workdir, \
     cache_root
 from .compiler import RUNTIME_INCLUDE, Toolchain, _parse_depfile, log
 from .library import SHIM_PREFIX, TVM_CONTEXT_FUNCTIONS, Library, check_target, context_source, kernel_signatures, \
@@ -85,11 +85,11 @@ def _include_dirs(paths: Sequence[Path], include_dirs: Sequence[PathLike]) -> Li
 def _build_key(tc: Toolchain, paths: Sequence[Path], cflags: Sequence[str], incs: Sequence[str],
                defines: Optional[Mapping[str, object]]) -> str:
     """Cache key of a build: compiler, target, options, sources and the runtime's headers."""
-    return _sha256_json({
+    return sha256_json({
         "version": CACHE_VERSION, "compiler": tc.identity(), "target": [tc.cfg["arch"], tc.cflags],
         "cflags": list(cflags), "include_dirs": list(incs), "defines": {k: repr(v) for k, v in (defines or {}).items()},
-        "sources": [[str(p), _sha256_file(p)] for p in paths],
-        "stubs": [[h.name, _sha256_file(h)] for h in sorted(RUNTIME_INCLUDE.glob("*.h"))],
+        "sources": [[str(p), sha256_file(p)] for p in paths],
+        "stubs": [[h.name, sha256_file(h)] for h in sorted(RUNTIME_INCLUDE.glob("*.h"))],
     })
 
 
@@ -115,7 +115,7 @@ def _dependencies(depfiles: Sequence[Path]) -> Dict[str, str]:
     for dep in depfiles:
         for d in _parse_depfile(dep):
             full = os.path.realpath(d)
-            deps[full] = _sha256_file(full)
+            deps[full] = sha256_file(full)
     return deps
 
 
@@ -233,7 +233,7 @@ def library_from_object(path: PathLike, cfg: DeviceConfig, name: Optional[str] =
         raise BuildError(f"object file '{src}' not found")
     check_target(Library(str(src), name or src.stem, cfg["arch"]), cfg)   # before ld -r chokes on it
     tc = Toolchain(cfg)
-    key = _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
-                        "object": _sha256_file(src)})
-    entry = _cached_entry("obj", key, lambda work: _add_shims(tc, [src.resolve()], work))
+    key = sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
+                        "object": sha256_file(src)})
+    entry = cached_entry("obj", key, lambda work: _add_shims(tc, [src.resolve()], work))
     return Library(str(entry / "lib.o"), name or src.stem, cfg["arch"], (str(src),))

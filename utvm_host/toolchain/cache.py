@@ -27,7 +27,7 @@ def cache_root() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "utvm-host"
 
 
-def _sha256_file(path: PathLike) -> str:
+def sha256_file(path: PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -35,7 +35,7 @@ def _sha256_file(path: PathLike) -> str:
     return h.hexdigest()
 
 
-def _sha256_json(value: object) -> str:
+def sha256_json(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
@@ -49,7 +49,7 @@ def _lookup(entries: Path) -> Optional[Path]:
             continue
         try:
             deps = json.loads(manifest.read_text())["deps"]
-            if all(os.path.isfile(p) and _sha256_file(p) == h for p, h in deps.items()):
+            if all(os.path.isfile(p) and sha256_file(p) == h for p, h in deps.items()):
                 return entry
         except (OSError, ValueError, KeyError):
             continue
@@ -59,7 +59,7 @@ def _lookup(entries: Path) -> Optional[Path]:
 def _store(entries: Path, work: Path, deps: Dict[str, str]) -> Path:
     (work / "manifest.json").write_text(json.dumps({"deps": deps}, indent=1, sort_keys=True))
     entries.mkdir(parents=True, exist_ok=True)
-    final = entries / _sha256_json(deps)[:16]
+    final = entries / sha256_json(deps)[:16]
     try:
         os.rename(work, final)
     except OSError:  # another process stored the same entry first: use theirs
@@ -73,7 +73,7 @@ def _workdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=cache_root()))
 
 
-def _cached_entry(kind: str, key: str, make: Callable[[Path], None]) -> Path:
+def cached_entry(kind: str, key: str, make: Callable[[Path], None]) -> Path:
     """The cache entry ``kind/key``, made by ``make(workdir)`` in a private folder and renamed
     into place (atomic: a concurrent builder of the same entry loses the race harmlessly)."""
     entry = cache_root() / kind / key[:32]

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..config import DeviceConfig
 from ..errors import BuildError, ToolNotFoundError
-from .cache import CACHE_VERSION, PathLike, _sha256_file, _sha256_json, cache_root
+from .cache import CACHE_VERSION, PathLike, sha256_file, sha256_json, cache_root
 
 #: One logger for the whole package (compiler warnings are reported under this name).
 log = logging.getLogger("utvm_host.toolchain")
@@ -202,8 +202,8 @@ def build_host_program(source: PathLike, cflags: Sequence[str] = ("-O2",)) -> st
     if cc is None:
         raise ToolNotFoundError("gcc", "install the Debian package gcc (apt-get install -y gcc), or run `make setup`")
     src = Path(source)
-    key = _sha256_json({"version": CACHE_VERSION, "cc": os.path.realpath(cc), "cflags": list(cflags),
-                        "source": _sha256_file(src)})
+    key = sha256_json({"version": CACHE_VERSION, "cc": os.path.realpath(cc), "cflags": list(cflags),
+                        "source": sha256_file(src)})
     exe = cache_root() / "bin" / f"{src.stem}-{key[:16]}"
     if not exe.is_file():
         exe.parent.mkdir(parents=True, exist_ok=True)

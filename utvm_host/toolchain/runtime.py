@@ -7,7 +7,7 @@ from typing import Container, Dict, Iterable, List, Mapping, Sequence, Set
 from .. import arch
 from ..config import DeviceConfig
 from ..errors import BuildError
-from .cache import CACHE_VERSION, _cached_entry, _sha256_file, _sha256_json
+from .cache import CACHE_VERSION, cached_entry, sha256_file, sha256_json
 from .compiler import DEVICE_STUBS, RUNTIME_INCLUDE, Toolchain
 from .library import Library
 
@@ -33,9 +33,9 @@ def runtime_sources(cfg: DeviceConfig) -> List[Path]:
 def _runtime_key(tc: "Toolchain", cfg: DeviceConfig, sources: Sequence[Path], defines: Mapping[str, object]) -> str:
     """Cache key of runtime objects: the compiler, target, defines and every runtime source and header."""
     headers = sorted(RUNTIME_INCLUDE.glob("*.h")) + sorted((DEVICE_STUBS / "runtime").glob("*.h"))
-    return _sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
+    return sha256_json({"version": CACHE_VERSION, "compiler": tc.identity(), "target": [cfg["arch"], tc.cflags],
                          "runtime_cflags": tc.runtime_cflags, "defines": {k: str(v) for k, v in defines.items()},
-                         "sources": [[p.name, _sha256_file(p)] for p in list(sources) + headers]})
+                         "sources": [[p.name, sha256_file(p)] for p in list(sources) + headers]})
 
 
 def build_runtime(cfg: DeviceConfig) -> Library:
@@ -60,7 +60,7 @@ def build_runtime(cfg: DeviceConfig) -> Library:
     def make(work: Path) -> None:
         tc.compile_and_link(sources, work, work / "lib.o", cflags=_RUNTIME_CFLAGS, runtime=True, defines=defines)
 
-    entry = _cached_entry("runtime", key, make)
+    entry = cached_entry("runtime", key, make)
     return Library(str(entry / "lib.o"), "runtime", cfg["arch"], tuple(map(str, sources)))
 
 
@@ -90,7 +90,7 @@ def build_runtime_parts(cfg: DeviceConfig) -> List[Library]:
         for src in sources:
             tc.compile(src, work / f"{src.stem}.o", cflags=list(_RUNTIME_CFLAGS), runtime=True, defines=defines)
 
-    entry = _cached_entry("runtime-parts", key, make)
+    entry = cached_entry("runtime-parts", key, make)
     return [Library(str(entry / f"{src.stem}.o"), f"runtime ({src.stem.replace('utvm_', '')})", cfg["arch"],
                     (str(src),)) for src in sources]
 
