@@ -39,9 +39,9 @@ def test_lookup_round_trip(family):
         assert arch.machine_name(machine) == family.machine_names[machine]
         if family.stubs:
             assert arch.stub_folders()[machine] == family.stubs
-            assert (PACKAGE.parent / "device_stubs" / family.stubs).is_dir()
+            assert (PACKAGE.parent / "device_stubs" / "ports" / family.stubs).is_dir()
     if family.firmware_stubs:
-        assert (PACKAGE.parent / "device_stubs" / "firmware" / family.firmware_stubs).is_dir()
+        assert (PACKAGE.parent / "device_stubs" / "programs" / "firmware" / family.firmware_stubs).is_dir()
 
 
 @pytest.mark.parametrize("make, family", [

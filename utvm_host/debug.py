@@ -219,7 +219,9 @@ class Debugger:
             for mod in session.modules:
                 self.add_symbols(mod.name, mod.image)
             self.mi.command(f"-target-select remote {target}", timeout=30)
-            self.mi.wait_stop(0, 2.0)   # the halted target's first stop report: not a new stop
+            # the halted target's first stop report: not a new stop (it can take seconds on a
+            # loaded machine; the wait ends as soon as it is there)
+            self.mi.wait_stop(0, 10.0)
             self._seen = len(self.mi.stops)
             self.attached = True
             self._done_bp = int(self.mi.command(f"-break-insert *0x{self._done_addr:x}")["bkpt"]["number"])
@@ -288,6 +290,16 @@ class Debugger:
         for n in ([number] if number is not None else list(self._breakpoints)):
             self.mi.command(f"-break-delete {n}")
             self._breakpoints.pop(n, None)
+
+    def skip_stops_before(self, index: int) -> None:
+        """Stops reported before record ``index`` are not shown by :meth:`wait_stop` (a run
+        starting there)."""
+        self._seen = max(self._seen, index)
+
+    def call_starting(self) -> None:
+        """A call is being started (``fn.start()``): the next :meth:`wait_stop` is a stop of it,
+        never a report that came in before (the target's first stop at attach can arrive late)."""
+        self.skip_stops_before(len(self.mi.stops))
 
     def wait_stop(self, timeout: Optional[float] = 30.0) -> Frame:
         """The next stop of the core (a breakpoint, the end of a step, the end of the call)."""
@@ -498,6 +510,9 @@ class DebugTransport(Transport):
                 mi.command(f'-data-evaluate-expression "$sp = 0x{sp:x}"')
                 mi.command(f'-data-evaluate-expression "$pc = 0x{entry & ~1 if self._thumb else entry:x}"')
                 index = len(mi.stops)
+                # The user's next dbg.wait_stop() is a stop of this run: never an older report (the
+                # target's first stop at attach can arrive late on a loaded machine).
+                self.dbg.skip_stops_before(index)
                 mi.command("-exec-continue")
             except BaseException:
                 self.pending = False

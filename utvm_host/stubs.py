@@ -1,12 +1,12 @@
 """Standalone device programs: what the firmware and the serial stub share, and the serial stub.
 
-The serial stub (``device_stubs/serial/``) is an ELF a user flashes once (``utvm-host firmware``);
+The serial stub (``device_stubs/programs/serial/``) is an ELF a user flashes once (``utvm-host firmware``);
 sessions over a UART then talk to it. It keeps ``STUB_CODE`` bytes of code memory and
 ``STUB_RAM`` of RAM for itself (and, with one memory region, a ``STUB_BOOT`` page):
 :mod:`utvm_host.devices` takes those sizes out of the memory a session may use.
 
 The standalone firmware of a whole graph (:mod:`utvm_host.export`) uses the same startup code
-(``device_stubs/firmware/``) and linker script template (``linker/firmware.ld.in``), given here by
+(``device_stubs/programs/firmware/``) and linker script template (``linker/firmware.ld.in``), given here by
 :data:`FIRMWARE_STUBS`, :func:`firmware_family` and :func:`firmware_linker_script`.
 
 This module imports only config, errors, arch, elf and toolchain.
@@ -19,10 +19,10 @@ from typing import Any, Dict, List, Optional, Union
 from . import arch
 from .config import DeviceConfig
 from .errors import ConfigError
-from .toolchain import DEVICE_STUBS, LINKER_DIR, Toolchain, cached_entry, sha256_file, sha256_json
+from .toolchain import DEVICE_PROGRAMS, DEVICE_STUBS, LINKER_DIR, Toolchain, cached_entry, sha256_file, sha256_json
 
 #: The standalone programs' common C (``utvm_firmware.c``) and each family's startup folder.
-FIRMWARE_STUBS = DEVICE_STUBS / "firmware"
+FIRMWARE_STUBS = DEVICE_PROGRAMS / "firmware"
 
 #: Device memory the serial stub keeps for itself (code, data, its stack), at the start of RAM and,
 #: on Cortex-M, of the code region: sessions over serial use the rest (devices.qemu(transport="serial")).
@@ -46,7 +46,7 @@ def firmware_family(cfg: DeviceConfig) -> Optional[arch.Arch]:
     Returns
     -------
     Arch or None
-        The family, when it has a startup folder under ``device_stubs/firmware/``; None otherwise.
+        The family, when it has a startup folder under ``device_stubs/programs/firmware/``; None otherwise.
     """
     family = arch.lookup(cfg.abi["elf_machine"])
     return family if family is not None and family.firmware_stubs else None
@@ -103,7 +103,7 @@ def _stub_uart(cfg: DeviceConfig) -> Dict[str, str]:
 def _stub_sources(family: arch.Arch) -> List[Path]:
     """The stub's C and assembly: its loop, the firmware's common code and the family's startup."""
     startup = FIRMWARE_STUBS / family.firmware_stubs
-    return [DEVICE_STUBS / "serial" / "utvm_serial_stub.c", FIRMWARE_STUBS / "utvm_firmware.c"] + \
+    return [DEVICE_PROGRAMS / "serial" / "utvm_serial_stub.c", FIRMWARE_STUBS / "utvm_firmware.c"] + \
         sorted(startup.glob("*.c")) + sorted(startup.glob("*.S")) + \
         [DEVICE_STUBS / extra for extra in family.serial_stub_sources]   # e.g. RISC-V's HTIF write
 
@@ -135,7 +135,7 @@ def _stub_script(cfg: DeviceConfig, family: arch.Arch, mem: List[Dict[str, Any]]
 
 
 def serial_stub(cfg: DeviceConfig, path: Optional[Union[str, Path]] = None) -> Path:
-    """The serial stub firmware for ``cfg``'s device (``device_stubs/serial/``), cached by content.
+    """The serial stub firmware for ``cfg``'s device (``device_stubs/programs/serial/``), cached by content.
 
     A user flashes it once (``utvm-host firmware``). It uses ``STUB_CODE`` bytes from the start
     of the device's first memory region and ``STUB_RAM`` from the start of RAM, or, with a single

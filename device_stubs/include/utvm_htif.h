@@ -1,6 +1,6 @@
 /* utvm-host: Spike's host-target interface, shared by the runtime's console (HTIF kind) and the
  * standalone firmware / serial stub on RISC-V. Spike's front end finds tohost and fromhost (defined
- * in device_stubs/riscv/utvm_riscv.c) in the ELF it loads. */
+ * in device_stubs/ports/riscv/utvm_riscv.c) in the ELF it loads. */
 #ifndef UTVM_HTIF_H_
 #define UTVM_HTIF_H_
 

@@ -42,7 +42,7 @@ void *memset(void *dst, int c, size_t n);
 /* cppcheck-suppress misra-c2012-21.2 ; deviation R2 */
 int memcmp(const void *a, const void *b, size_t n);
 
-/* For the ports (device_stubs/<arch>/), not for kernels: the runtime's entry and the stop at the
+/* For the ports (device_stubs/ports/<arch>/), not for kernels: the runtime's entry and the stop at the
  * end of every call (also where a trap handler goes, with summary all ones). What the ports
  * provide the runtime (the counter, ...) is in utvm_port.h. */
 void UTVMMain(void) __attribute__((noinline, used));

@@ -1,5 +1,5 @@
 /* The UARTs of the devices, register by register, written once: the runtime console's channel
- * (device_stubs/runtime/utvm_console.c) and the serial stub's link (device_stubs/serial/) use
+ * (device_stubs/runtime/utvm_console.c) and the serial stub's link (device_stubs/programs/serial/) use
  * them. A 16550 (QEMU riscv virt: 0x10000000) and an Arm CMSDK APB UART (QEMU MPS2:
  * 0x40004000); every function takes the UART's base address, a build-time constant of the
  * device's configuration. */

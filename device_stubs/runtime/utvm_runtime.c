@@ -80,7 +80,7 @@ int32_t UTVMFillShim(const uint64_t *args, uint64_t *ret) __attribute__((noinlin
 int32_t UTVMCrcShim(const uint64_t *args, uint64_t *ret) __attribute__((noinline, used));
 int32_t UTVMEmptyShim(const uint64_t *args, uint64_t *ret) __attribute__((noinline, used));
 
-/* Devices reached without a debugger (the serial stub, device_stubs/serial/) have no breakpoint
+/* Devices reached without a debugger (the serial stub, device_stubs/programs/serial/) have no breakpoint
  * at UTVMDone: they link this hook to get control back at the end of a call. */
 void UTVMDoneHook(uintptr_t summary, uintptr_t ret_lo, uintptr_t ret_hi) __attribute__((weak));
 

@@ -58,20 +58,20 @@ ARMV8M = ("__arm__", "__thumb__", "__ARM_ARCH_8M_MAIN__", "__ARM_FP=4")
 RUNTIME = ("runtime/*.c", "runtime/on_demand/*.c")
 
 PORTS: Dict[str, Port] = {p.name: p for p in [
-    Port("host", RUNTIME + ("linux/*.c",), ("__x86_64__", "UTVM_CONSOLE_FD=63"), "unix64", "host"),
-    Port("spike-rv32", RUNTIME + ("riscv/*.c",), RISCV32 + ("UTVM_CONSOLE_HTIF",), "unix32", "rv32"),
-    Port("spike-rv64", RUNTIME + ("riscv/*.c",), RISCV64 + ("UTVM_CONSOLE_HTIF", "UTVM_CONSOLE_FLOAT"),
+    Port("host", RUNTIME + ("ports/linux/*.c",), ("__x86_64__", "UTVM_CONSOLE_FD=63"), "unix64", "host"),
+    Port("spike-rv32", RUNTIME + ("ports/riscv/*.c",), RISCV32 + ("UTVM_CONSOLE_HTIF",), "unix32", "rv32"),
+    Port("spike-rv64", RUNTIME + ("ports/riscv/*.c",), RISCV64 + ("UTVM_CONSOLE_HTIF", "UTVM_CONSOLE_FLOAT"),
          "unix64", "rv64"),
-    Port("qemu-riscv32", RUNTIME + ("riscv/*.c",), RISCV32 + ("UTVM_CONSOLE_NS16550=0x10000000",), "unix32", "rv32"),
-    Port("serial-riscv32", RUNTIME + ("riscv/*.c",), RISCV32, "unix32", "rv32"),   # console via the stub's hook
-    Port("cortex-m3", RUNTIME + ("cortexm/*.c",), ARMV7M + ("UTVM_CONSOLE_CMSDK=0x40004000",), "unix32", "m3"),
-    Port("cortex-m33", RUNTIME + ("cortexm/*.c",), ARMV8M + ("UTVM_CONSOLE_CMSDK=0x40004000", "UTVM_CONSOLE_FLOAT"),
+    Port("qemu-riscv32", RUNTIME + ("ports/riscv/*.c",), RISCV32 + ("UTVM_CONSOLE_NS16550=0x10000000",), "unix32", "rv32"),
+    Port("serial-riscv32", RUNTIME + ("ports/riscv/*.c",), RISCV32, "unix32", "rv32"),   # console via the stub's hook
+    Port("cortex-m3", RUNTIME + ("ports/cortexm/*.c",), ARMV7M + ("UTVM_CONSOLE_CMSDK=0x40004000",), "unix32", "m3"),
+    Port("cortex-m33", RUNTIME + ("ports/cortexm/*.c",), ARMV8M + ("UTVM_CONSOLE_CMSDK=0x40004000", "UTVM_CONSOLE_FLOAT"),
          "unix32", "m33"),
-    Port("serial-stub-riscv32", ("serial/*.c",),
+    Port("serial-stub-riscv32", ("programs/serial/*.c",),
          RISCV32 + ("UTVM_SERIAL_NS16550=0x10000000", "UTVM_SERIAL_GUARD=0x80000000"), "unix32", "rv32"),
-    Port("serial-stub-cortex-m3", ("serial/*.c",), ARMV7M + ("UTVM_SERIAL_CMSDK=0x40004000",), "unix32", "m3"),
-    Port("firmware-riscv32", ("firmware/*.c", "firmware/riscv/*.c"), RISCV32, "unix32", "rv32"),
-    Port("firmware-cortex-m33", ("firmware/*.c", "firmware/cortexm/*.c"), ARMV8M, "unix32", "m33"),
+    Port("serial-stub-cortex-m3", ("programs/serial/*.c",), ARMV7M + ("UTVM_SERIAL_CMSDK=0x40004000",), "unix32", "m3"),
+    Port("firmware-riscv32", ("programs/firmware/*.c", "programs/firmware/riscv/*.c"), RISCV32, "unix32", "rv32"),
+    Port("firmware-cortex-m33", ("programs/firmware/*.c", "programs/firmware/cortexm/*.c"), ARMV8M, "unix32", "m33"),
 ]}
 
 # ---- MISRA C:2012 ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Each file holds one :class:`~.base.Arch` subclass: gdb's architecture name and r
 numbers, the breakpoint kind, fault decoding (used by the session and the debugger alike),
 its ``device_stubs`` folders, QEMU arguments, the TVM LLVM target and compiler flags. Code
 above this layer asks :func:`for_config` (or :func:`for_machine`) instead of comparing ELF
-machine names. Adding an architecture is adding one file here (and its ``device_stubs`` folder)
+machine names. Adding an architecture is adding one file here (and its ``device_stubs/ports/`` folder)
 and naming its instance in :data:`FAMILIES`.
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ def machine_name(machine: str) -> str:
 
 
 def stub_folders() -> Dict[str, str]:
-    """ELF machine -> the runtime port's folder under ``device_stubs/``."""
+    """ELF machine -> the runtime port's folder under ``device_stubs/ports/``."""
     return {machine: family.stubs for machine, family in _BY_MACHINE.items() if family.stubs}
 
 

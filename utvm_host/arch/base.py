@@ -108,9 +108,9 @@ class Arch:
     machine_names : dict
         ``e_machine`` name -> how messages call it (``"RISC-V"``).
     stubs : str or None
-        The runtime port's folder under ``device_stubs/``.
+        The runtime port's folder under ``device_stubs/ports/``.
     firmware_stubs : str or None
-        The standalone firmware's startup folder under ``device_stubs/firmware/``; None: the
+        The standalone firmware's startup folder under ``device_stubs/programs/firmware/``; None: the
         family has no standalone firmware nor serial stub.
     firmware_entry : str
         The firmware's entry symbol.

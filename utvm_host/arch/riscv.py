@@ -100,7 +100,7 @@ class RiscV(Arch):
     firmware_entry = "_start"
     firmware_runner = "spike"
     # the startup's fault path writes through HTIF: its mailboxes and write
-    serial_stub_sources = ("riscv/utvm_riscv.c",)
+    serial_stub_sources = ("ports/riscv/utvm_riscv.c",)
     # the trap vector's first instruction: every register but pc is the faulting code's
     fault_symbol = "UTVMTrapEntry"
     fault_verb = "trapped"

@@ -1,6 +1,6 @@
 """Start and stop the processes a device needs, with readiness checks, logs and guaranteed teardown.
 
-The host device's CPU process (``device_stubs/host/utvm_host_cpu.c``), Spike, OpenOCD and QEMU.
+The host device's CPU process (``device_stubs/programs/host/utvm_host_cpu.c``), Spike, OpenOCD and QEMU.
 Every process started here is registered, and stopped when its owner closes, when it is
 garbage-collected, at interpreter exit, and (through ``PR_SET_PDEATHSIG``) when Python itself
 dies. Processes are forked from one long-lived thread: the kernel sends ``PR_SET_PDEATHSIG``

@@ -1,4 +1,4 @@
-"""The host device's CPU process (device_stubs/host/utvm_host_cpu.c) and its records."""
+"""The host device's CPU process (device_stubs/programs/host/utvm_host_cpu.c) and its records."""
 from __future__ import annotations
 
 import logging
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from ..errors import ConnectionLost, TransportError
-from ..toolchain import DEVICE_STUBS, build_host_program
+from ..toolchain import DEVICE_PROGRAMS, build_host_program
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ from .process import _Process, _kill, _live, _live_lock, spawn
 # Records exchanged with utvm_host_cpu.c (see the comment at its top).
 REQUEST = struct.Struct("<IIQQQ")
 REPLY = struct.Struct("<IiiIQQQ")
-HOST_CPU_SOURCE = DEVICE_STUBS / "host" / "utvm_host_cpu.c"
+HOST_CPU_SOURCE = DEVICE_PROGRAMS / "host" / "utvm_host_cpu.c"
 
 
 def _opcodes() -> Dict[str, int]:

@@ -21,18 +21,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import arch, launch, registry
+from .. import arch, registry
 from ..config import DeviceConfig
 from ..console import Console
 from ..errors import ConfigError, DeviceError, UtvmError
 from ..layout import Block, MemoryLayout, MemoryMap
 from ..link import LinkedImage, Linker
 from ..toolchain import Library
-from ..endpoint import Endpoint, UnixEndpoint
-from ..transport import Transport
+from ..endpoint import UnixEndpoint
+
 log = logging.getLogger(__name__)
 
-from .device import DeviceMixin
+from .device import DeviceLink, DeviceMixin
 from .executor import ExecutorMixin
 from .loader import LoaderMixin
 from .module import Module
@@ -113,7 +113,7 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
         self._lost_why = ""
         self._run_id = 0   # the sequence number of the last run (echoed by the runtime)
         self._recovering = False
-        self.transport: Optional[Transport] = None
+        self.link: Optional[DeviceLink] = None   # the transport and the device's processes, once open
         #: What kernels print (printf): ``sess.console.read()``; echoed in notebooks unless
         #: ``echo_console=False``.
         self.console = Console(echo=echo_console)
@@ -128,25 +128,17 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
         self.workdir: Optional[Path] = None
         self._broken: Optional[str] = None
         self._owners: Dict[str, int] = {}
-        self._processes: list = []
         self._timing_state: Tuple[int, int] = (-1, -1)   # unknown: written before the first call
         self._overheads: Dict[int, float] = {}
         self._planned: Dict[str, List[Block]] = {}
         self._planned_tensors: List[Block] = []
-        self._early: Optional[Transport] = None   # a serial link opened before the runtime is linked
         self._registry_id: Optional[str] = None
         self._registry_path: Optional[Path] = None
         self._owner_pid = os.getpid()
-        self._gdb_server: Optional[tuple] = None   # (endpoint, registers, bp kind) of a gdb-server device
-        self._network: Optional[launch.PrivateNetwork] = None   # where Spike and OpenOCD live
-        self._ocd_gdb: Optional[Endpoint] = None   # the gdb port of the OpenOCD this session started
         self._debugger = None
         self._call_lock = threading.RLock()   # one call at a time (start() runs calls in a thread)
         #: Device counter units the last profiled batch took as a whole (run_batch(profile=True)).
         self.last_batch_count: Optional[int] = None
-        #: The 127.0.0.1 gdb port of the OpenOCD this session started, when it could not be given a
-        #: private network (None otherwise: debuggers attach to :attr:`gdb_target`).
-        self.gdb_port: Optional[int] = None
         self._opened = False
 
     @property
@@ -181,11 +173,11 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
         self._finalizer = weakref.finalize(self, _remove_folder, str(self.workdir), self._owner_pid)
         try:
             self.linker = Linker(self.cfg, self.layout, self.workdir)
+            self.link = DeviceLink(self.cfg, self.workdir, self.trace)
             self._place_runtime()
-            transport, self._preloaded = self._start_device()
-            self._use_link(transport)
-            self.console.attach(self._console_file())
-            self._write_runtime(image=not self._preloaded)
+            self.link.start(self.runtime.elf_path, self._sym["UTVMDone"])
+            self.console.attach(self.link.console_file())
+            self._write_runtime(image=not self.link.preloaded)
         except BaseException:
             # Nothing is left behind: the folder goes too (the error carries the logs' last lines).
             self.close()
@@ -239,9 +231,6 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
             self._forget_inherited()
             return
         self.console.close()
-        if self._early is not None:
-            self._early.close()
-            self._early = None
         if self._registry_path is not None:
             registry.withdraw(self._registry_path, owner_pid=self._owner_pid)
             self._registry_path = None
@@ -261,12 +250,8 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
-        for proc in reversed(self._processes):
-            proc.stop()
-        self._processes = []
+        if self.link is not None:
+            self.link.close()
         if self.workdir is not None:
             if keep_logs:
                 self._finalizer.detach()
@@ -286,9 +271,8 @@ class Session(DeviceMixin, TransferMixin, LoaderMixin, ExecutorMixin):
         self.modules = []
         self.runtime_parts = []
         self.runtime = None
-        self.transport = None
-        self._early = None
-        self._processes = []
+        if self.link is not None:
+            self.link.forget()
         self.workdir = None
         self._opened = False
 

@@ -364,6 +364,8 @@ class CallHandle:
         self._error: Optional[BaseException] = None
         self._done = threading.Event()
         session = function.module.session
+        if session._debugger is not None:   # its next wait_stop() is a stop of this call
+            session._debugger.call_starting()
 
         def work() -> None:
             call_context.started = True

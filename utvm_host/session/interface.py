@@ -29,6 +29,7 @@ class SessionServices(Protocol):
     _ptr_fmt: str                    # struct format of a device pointer
     _args_block: "Block"             # where call arguments go
     _sym: Dict[str, int]             # the runtime's symbols
+    _debugger: Any                   # the attached debugger (utvm_host.debug), or None
 
     def _require_open(self) -> None: ...
     def _alloc_heap(self, nbytes: int, align: int, what: str) -> "Block": ...

@@ -33,7 +33,7 @@ class LoaderMixin:
         self._stack_block = self.layout.place("stack", self._sizes["stack"], owner="runtime", what="stack",
                                               align=spec["stack"].align)
         lib = build_runtime(self.cfg)
-        self.runtime = self.linker.place(lib, "runtime", self._stub_symbols())
+        self.runtime = self.linker.place(lib, "runtime", self.link.stub_symbols())
         with ElfFile(self.runtime.elf_path) as elf:
             self._sym_sizes = {n: elf.get_symbol(n).size for n in ("utvm_stack_guard", "utvm_console_line")
                                if elf.get_symbol(n)}

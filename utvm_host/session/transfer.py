@@ -39,7 +39,7 @@ class TransferMixin:
         view = memoryview(data).cast("B")
         with self._link(what):
             self._bulk(addr, view, what, lambda a, v: self.transport.write(a, v))
-            self._check_alive()
+            self.link.check_alive()
             if self.verify and view.nbytes:
                 self._verify(addr, view, what)
 
@@ -47,7 +47,7 @@ class TransferMixin:
         """Fill ``out`` from device memory, with a progress bar when it takes a while."""
         with self._link(what):
             self._bulk(addr, memoryview(out).cast("B"), what, lambda a, v: self.transport.readinto(a, v))
-            self._check_alive()
+            self.link.check_alive()
 
     def _write_checked(self, addr: int, data: Any, what: str) -> None:
         """A small write (arguments, the task table), read back with :attr:`verify`."""
@@ -99,7 +99,7 @@ class TransferMixin:
         except (TransportError, OSError) as exc:
             if getattr(exc, "recovered", False) or self._recovering:
                 raise
-            dead = self._dead_process(0.3 if isinstance(exc, (ConnectionLost, OSError)) and self._processes else 0)
+            dead = self.link.dead_process(0.3 if isinstance(exc, (ConnectionLost, OSError)) and self._processes else 0)
             if dead is None and not isinstance(exc, (ConnectionLost, OSError)) and self.transport is not None \
                     and self.transport.alive:
                 raise   # e.g. a refused address: the link is fine
@@ -134,7 +134,7 @@ class TransferMixin:
         self._recovering = True
         try:
             try:
-                dead = self._dead_process()
+                dead = self.link.dead_process()
                 if dead is not None:   # nothing to talk to: start it again
                     raise ConnectionLost(dead)
                 # True: the device had restarted on its own (a reset board behind a serial link)
@@ -152,7 +152,7 @@ class TransferMixin:
             self._last_batch = None
             self._profile_state = None
             self._timing_state = (-1, -1)   # the runtime's timing switch may be left on: write it again
-            self._write_runtime(image=not relaunched or not self._preloaded)
+            self._write_runtime(image=not relaunched or not self.link.preloaded)
             for image in [*self.runtime_parts, *(mod.image for mod in self.modules)]:
                 self._write_image(image)
         except Exception as exc:

@@ -18,13 +18,13 @@ from ..arch.riscv import riscv_extensions
 from .builder import PROGRESS_SOURCES, TVM_HINT, build, library_from_object, tvm_include_dirs
 # The cache helpers stubs.py and export.py use (private names, kept where they were).
 from .cache import CACHE_VERSION, PathLike, cached_entry, sha256_file, sha256_json, cache_root  # noqa: F401
-from .compiler import DEVICE_STUBS, LINKER_DIR, PACKAGE_ROOT, RUNTIME_INCLUDE, Toolchain, build_host_program, log
+from .compiler import DEVICE_PORTS, DEVICE_PROGRAMS, DEVICE_STUBS, LINKER_DIR, PACKAGE_ROOT, RUNTIME_INCLUDE, Toolchain, build_host_program, log
 from .library import (SHIM_PREFIX, TVM_CONTEXT_FUNCTIONS, TVM_FFI_PREFIX, Library, check_target, context_source,
                       describe_machine, float_abi, kernel_signatures, shim_source, tvm_ffi_signature)
 from .runtime import (ARCH_STUBS, RUNTIME_PARTS, build_runtime, build_runtime_parts, runtime_parts_needed,
                       runtime_sources)
 
-__all__ = ["ARCH_STUBS", "CACHE_VERSION", "DEVICE_STUBS", "LINKER_DIR", "PACKAGE_ROOT", "PROGRESS_SOURCES",
+__all__ = ["ARCH_STUBS", "CACHE_VERSION", "DEVICE_PORTS", "DEVICE_PROGRAMS", "DEVICE_STUBS", "LINKER_DIR", "PACKAGE_ROOT", "PROGRESS_SOURCES",
            "RUNTIME_INCLUDE", "RUNTIME_PARTS", "SHIM_PREFIX", "TVM_CONTEXT_FUNCTIONS", "TVM_FFI_PREFIX",
            "TVM_HINT", "Library", "PathLike", "Toolchain", "build", "build_host_program", "build_runtime",
            "build_runtime_parts", "cache_root", "check_target", "context_source", "describe_machine",

@@ -22,6 +22,10 @@ log = logging.getLogger("utvm_host.toolchain")
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 DEVICE_STUBS = PACKAGE_ROOT / "device_stubs"
+#: The runtime ports (one folder per architecture family, beside the portable runtime/).
+DEVICE_PORTS = DEVICE_STUBS / "ports"
+#: The standalone programs: the host CPU process, firmware startup, the serial stub.
+DEVICE_PROGRAMS = DEVICE_STUBS / "programs"
 LINKER_DIR = PACKAGE_ROOT / "linker"
 RUNTIME_INCLUDE = DEVICE_STUBS / "include"
 _DEFAULT_OPT = "-O2"

@@ -8,11 +8,11 @@ from .. import arch
 from ..config import DeviceConfig
 from ..errors import BuildError
 from .cache import CACHE_VERSION, cached_entry, sha256_file, sha256_json
-from .compiler import DEVICE_STUBS, RUNTIME_INCLUDE, Toolchain
+from .compiler import DEVICE_PORTS, DEVICE_STUBS, RUNTIME_INCLUDE, Toolchain
 from .library import Library
 
 #: Per-architecture device code (entry, trap handler, HTIF), beside the portable runtime:
-#: ELF machine -> folder under device_stubs/ (from utvm_host.arch).
+#: ELF machine -> folder under device_stubs/ports/ (from utvm_host.arch).
 ARCH_STUBS = arch.stub_folders()
 #: Parts of the runtime linked on demand: placed when a loaded library calls into them.
 RUNTIME_PARTS = DEVICE_STUBS / "runtime" / "on_demand"
@@ -25,7 +25,7 @@ def runtime_sources(cfg: DeviceConfig) -> List[Path]:
     sources = sorted((DEVICE_STUBS / "runtime").glob("*.c"))
     port = ARCH_STUBS.get(cfg.abi["elf_machine"])
     if port:
-        folder = DEVICE_STUBS / port
+        folder = DEVICE_PORTS / port
         sources += sorted(folder.glob("*.c")) + sorted(folder.glob("*.S"))
     return sources
 
@@ -39,7 +39,7 @@ def _runtime_key(tc: "Toolchain", cfg: DeviceConfig, sources: Sequence[Path], de
 
 
 def build_runtime(cfg: DeviceConfig) -> Library:
-    """The resident device runtime (device_stubs/runtime and the architecture's port) for
+    """The resident device runtime (device_stubs/runtime and the architecture's port under device_stubs/ports/) for
     ``cfg``, as a relocatable object; :func:`build_runtime_parts` has the rest.
 
     Parameters

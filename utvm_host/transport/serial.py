@@ -1,5 +1,5 @@
 """A device reached only through a UART: the framed protocol of the serial stub
-(``device_stubs/serial/utvm_serial_stub.c``, flashed once), over pyserial.
+(``device_stubs/programs/serial/utvm_serial_stub.c``, flashed once), over pyserial.
 
 Every frame is COBS-encoded and ends in a zero byte; its payload is ``seq | command | body |
 CRC-32``. A reply that does not come, or comes corrupted, or answers another request, makes the

@@ -1,5 +1,5 @@
 /* libFuzzer harness for the serial stub's frame decoding and handling
- * (device_stubs/serial/utvm_serial_stub.c, built for the host with UTVM_SERIAL_TEST):
+ * (device_stubs/programs/serial/utvm_serial_stub.c, built for the host with UTVM_SERIAL_TEST):
  *
  * 1. The whole input is a COBS frame for cobs_decode, into a heap buffer of exactly the capacity
  *    given (ASan sees a byte written past it), with a generous and a tight capacity. A decoded
@@ -16,7 +16,7 @@
  *
  * Seeds: tests/device_c/corpus/cobs/ (records for each command, noise, long runs). */
 #define UTVM_SERIAL_TEST 1
-#include "../../../device_stubs/serial/utvm_serial_stub.c"
+#include "../../../device_stubs/programs/serial/utvm_serial_stub.c"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,10 @@
-/* Unit tests of the serial stub (device_stubs/serial/utvm_serial_stub.c), built for the host with
+/* Unit tests of the serial stub (device_stubs/programs/serial/utvm_serial_stub.c), built for the host with
  * ASan and UBSan by `python tests/device_c/checks.py unit serial`: the COBS decoder on its own
  * (round trips, over-long runs, zero codes, truncated frames, exact capacities), then the frame
  * handling a host can reach (bytes in through rx_byte, replies out of test_tx): every command,
  * retries, NAKs, noise and overruns, SINK, console frames. main() returns 0 when all passed. */
 #define UTVM_SERIAL_TEST 1
-#include "../../../device_stubs/serial/utvm_serial_stub.c"
+#include "../../../device_stubs/programs/serial/utvm_serial_stub.c"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* utvm-host device data for RISC-V: the fault record and Spike's HTIF mailboxes (the write through
  * them is the console's channel, in utvm_console.c, and the firmware's, in
- * device_stubs/firmware/riscv/utvm_fw_riscv.c). */
+ * device_stubs/programs/firmware/riscv/utvm_fw_riscv.c). */
 #include <stddef.h>
 #include <stdint.h>
 

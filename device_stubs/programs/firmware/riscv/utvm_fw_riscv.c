@@ -1,7 +1,7 @@
 /* utvm-host standalone firmware for RISC-V under Spike: the console and the exit go through
- * HTIF (tohost/fromhost, in device_stubs/riscv/utvm_riscv.c, and the write below): a write(1, buf, n)
- * system call that Spike's front end performs, and tohost = status << 1 | 1 to end with that
- * exit status. */
+ * HTIF (tohost/fromhost, in device_stubs/ports/riscv/utvm_riscv.c, and the write below): a
+ * write(1, buf, n) system call that Spike's front end performs, and tohost = status << 1 | 1 to
+ * end with that exit status. */
 #include "../utvm_firmware.h"
 #include "utvm_htif.h"
 
