@@ -42,6 +42,11 @@ class Console:
         self._total = 0                 # characters received so far (for per-call capture)
         self.echo = ("ipykernel" in sys.modules) if echo is None else bool(echo)
 
+    @property
+    def total(self) -> int:
+        """Characters received so far: where a call's capture starts (:meth:`attach_to`)."""
+        return self._total
+
     def attach(self, path: Optional[Path], from_start: bool = False) -> None:
         """Follow ``path`` (None: the device has no console), from its current end unless
         ``from_start``."""

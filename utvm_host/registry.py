@@ -205,8 +205,8 @@ def running() -> List[Dict[str, Any]]:
 
 def known_archs() -> Tuple[str, ...]:
     """Every ``cfg["arch"]`` the devices module makes."""
-    from . import devices
-    return tuple(devices._HOST_ABIS) + tuple(devices._RISCV_ISAS) + tuple(devices._ARM_CORES)
+    from . import arch
+    return tuple(arch.host.HOST_ABIS) + tuple(arch.riscv.ISAS) + tuple(arch.cortexm.CORES)
 
 
 def validate(record: Any, path: Path) -> Dict[str, Any]:

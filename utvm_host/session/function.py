@@ -120,7 +120,7 @@ class Function:
         """Call the kernel. (Details: :meth:`_call`.)"""
         session = self.module.session
         console = session.console
-        start = console._total
+        start = console.total
         with session._call_lock:
             try:
                 value = self._call(args, timeout)[0]
